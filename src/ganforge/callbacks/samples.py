@@ -1,0 +1,57 @@
+"""Sample grids from the fixed noise batch: PNG files in the run folder and logged images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from ganforge.images import log_image
+
+
+def grid_of(images: Tensor, nrow: int) -> Tensor:
+    """A (C, H, W) grid in [0, 1] from images in [-1, 1]."""
+    return make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
+
+
+class SampleGrid(L.Callback):
+    """Every ``every_n_steps`` generator iterations (and at the end of training), render the
+    module's fixed noise batch as a grid, save ``samples/step_XXXXXXX.png`` and
+    ``samples/final.png``, and log it to every logger that takes images.
+
+    Conditional models get one row per class (the fixed labels are laid out that way).
+    """
+
+    def __init__(self, dirpath: str, every_n_steps: int = 500, nrow: int | None = None):
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = every_n_steps
+        self.nrow = nrow
+
+    def _nrow(self, pl_module) -> int:
+        if self.nrow:
+            return self.nrow
+        n = len(pl_module.fixed_noise)
+        if pl_module.num_classes:
+            return max(n // pl_module.num_classes, 1)
+        return max(int(n**0.5), 1)
+
+    @rank_zero_only
+    def render(self, trainer: L.Trainer, pl_module, name: str) -> Path:
+        """Generate the fixed batch, write ``<dirpath>/<name>.png`` and log it."""
+        labels = pl_module.fixed_labels if pl_module.num_classes else None
+        grid = grid_of(pl_module.generate(pl_module.fixed_noise, labels), self._nrow(pl_module))
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / f"{name}.png"
+        save_image(grid, path)
+        log_image(trainer.loggers, "samples", grid, pl_module.g_step)
+        return path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and pl_module.g_step % self.every_n_steps == 0:
+            self.render(trainer, pl_module, f"step_{pl_module.g_step:07d}")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.render(trainer, pl_module, "final")

@@ -1,0 +1,54 @@
+"""What every entry script shares: clear errors instead of tracebacks, and clean W&B shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from ganforge.errors import GanforgeError
+
+log = logging.getLogger("ganforge")
+T = TypeVar("T")
+
+#: exceptions whose message is the whole story: bad values, missing files
+USER_ERRORS = (GanforgeError, ValueError, FileNotFoundError)
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """The user-facing error behind ``err`` (Hydra wraps errors raised in constructors)."""
+    while err is not None:
+        if isinstance(err, USER_ERRORS) and not isinstance(err, InstantiationException):
+            return err
+        err = err.__cause__ or (err.__context__ if isinstance(err, InstantiationException) else None)
+    return None
+
+
+def run_job(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
+    """Run ``job(cfg)``; on a user error print one clear line and exit 1 (the full traceback
+    with ``HYDRA_FULL_ERROR=1``); always finish the W&B run so sweep jobs never merge."""
+    try:
+        return job(cfg)
+    except Exception as err:
+        user = _user_error(err)
+        if user is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            log.exception("job failed; its config was:\n%s", OmegaConf.to_yaml(cfg))
+            raise
+        log.error("%s: %s", type(user).__name__, user)
+        print(f"error: {user}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        _finish_wandb()
+
+
+def _finish_wandb() -> None:
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()

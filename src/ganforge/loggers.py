@@ -1,0 +1,68 @@
+"""Logger construction: W&B online when credentials exist, offline otherwise, never fatal."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+
+def wandb_has_credentials() -> bool:
+    """True when an API key is available from the environment or ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import wandb
+
+        return bool(wandb.api.api_key)
+    except Exception:
+        return False
+
+
+def wandb_mode(mode: str = "auto") -> str:
+    """Resolve ``auto`` to ``online`` or ``offline``; an explicit WANDB_MODE wins."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if mode == "auto":
+        return "online" if wandb_has_credentials() else "offline"
+    return mode
+
+
+@rank_zero_only
+def _hint_sync(save_dir: str) -> None:
+    log.info(
+        "W&B is logging offline (no credentials found); upload later with: wandb sync %s",
+        Path(save_dir) / "wandb" / "offline-run-*",
+    )
+
+
+def make_wandb_logger(
+    save_dir: str,
+    project: str = "ganforge",
+    mode: str = "auto",
+    fallback_dir: str | None = None,
+    **kwargs: Any,
+) -> Logger:
+    """A WandbLogger in the resolved mode. If W&B cannot start (e.g. the network is down),
+    fall back to offline mode, and if even that fails, to a CSV logger, with a warning."""
+    resolved = wandb_mode(mode)
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    for attempt in (resolved, "offline"):
+        try:
+            logger = WandbLogger(
+                save_dir=save_dir, project=project, offline=attempt == "offline", **kwargs
+            )
+            logger.experiment  # start the run now, so a failure is caught here  # noqa: B018
+            if attempt == "offline":
+                _hint_sync(save_dir)
+            return logger
+        except Exception as err:  # W&B failures must not take the run down
+            log.warning("W&B could not start in %s mode (%s)", attempt, err)
+    log.warning("falling back to CSV logging in %s", fallback_dir or save_dir)
+    return CSVLogger(save_dir=fallback_dir or save_dir, name="csv")

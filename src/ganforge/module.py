@@ -1,0 +1,281 @@
+"""The GAN LightningModule: alternating discriminator and generator updates, manual optimization.
+
+Step semantics. One training step consumes one loader batch of ``n_critic * batch_size`` real
+images and makes ``n_critic`` discriminator updates (each on a fresh real batch) and one
+generator update. Lightning counts every optimizer step in ``trainer.global_step``, so a step
+advances it by ``n_critic + 1``; the loggers' step axis counts training steps, which are
+generator iterations. :attr:`GANModule.g_step` gives the generator iteration count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ganforge.losses import GANLoss
+from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], Any]
+
+
+def grad_norm(params: Iterable[nn.Parameter]) -> Tensor:
+    """Total L2 norm of the gradients, computed on the device without a host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def split_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """D's adversarial output and, for ACGAN discriminators, its class logits."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
+class GANModule(L.LightningModule):
+    """A generator and a discriminator trained against each other under a :class:`GANLoss`.
+
+    Args:
+        generator: maps ``(z, y)`` to images; must expose ``latent_dim`` and ``num_classes``.
+        discriminator: maps ``(x, y)`` to raw outputs (and class logits for ACGAN).
+        loss: the objective, which also sets ``n_critic`` and any penalty.
+        optimizer_g, optimizer_d: factories taking parameters (Hydra ``_partial_`` configs).
+        scheduler_g, scheduler_d: optional factories taking the optimizer.
+        scheduler_interval: step the schedulers every ``epoch`` or every generator ``step``.
+        grad_clip_norm: clip each network's gradient norm with Lightning's ``clip_gradients``.
+        ema_decay: keep an exponential moving average of G's weights; sampling uses it.
+        aux_weight: weight of ACGAN's auxiliary classification terms.
+        instance_noise: std of Gaussian noise added to D's inputs, decaying linearly to zero
+            over ``instance_noise_steps`` generator iterations (Sonderby et al. 2016).
+        d_augment: differentiable augmentation applied to real and fake batches before D.
+        num_fixed_samples: size of the fixed noise batch used for sample grids.
+        noise_seed: seed of the fixed noise batch (independent of the global seed).
+        conditioning: how labels enter the networks (``none``, ``concat``, ``acgan``,
+            ``projection``); the network configs read it, the module records it.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: GANLoss,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        scheduler_g: SchedulerFactory | None = None,
+        scheduler_d: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        grad_clip_norm: float | None = None,
+        ema_decay: float | None = None,
+        aux_weight: float = 1.0,
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 10_000,
+        d_augment: Callable[[Tensor], Tensor] | None = None,
+        num_fixed_samples: int = 64,
+        noise_seed: int = 1234,
+        conditioning: str = "none",
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = loss
+        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
+        self.scheduler_interval = scheduler_interval
+        self.grad_clip_norm = grad_clip_norm
+        self.aux_weight = aux_weight
+        self.instance_noise = instance_noise
+        self.instance_noise_steps = instance_noise_steps
+        self.d_augment = d_augment
+        self.conditioning = conditioning
+        self.latent_dim: int = generator.latent_dim
+        self.num_classes: int = getattr(generator, "num_classes", 0) or 0
+        self.g_ema = (
+            AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            if ema_decay
+            else None
+        )
+        if self.num_classes:  # whole rows per class in the grid
+            num_fixed_samples = -(-num_fixed_samples // self.num_classes) * self.num_classes
+        gen = torch.Generator().manual_seed(noise_seed)
+        self.register_buffer("fixed_noise", torch.randn(num_fixed_samples, self.latent_dim, generator=gen))
+        self.register_buffer("fixed_labels", self._grid_labels(num_fixed_samples))
+        #: the composed run configuration, stored in checkpoints so tools can rebuild the model.
+        self.run_config: dict[str, Any] | None = None
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ sampling
+    def _grid_labels(self, n: int) -> Tensor:
+        """Labels for a grid with one row per class (row length = n // num_classes)."""
+        if not self.num_classes:
+            return torch.zeros(n, dtype=torch.long)
+        return torch.arange(n) // (n // self.num_classes)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator used for evaluation and sampling: the EMA copy when it exists."""
+        return self.g_ema.module if self.g_ema is not None else self.generator
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """Images in [-1, 1] for noise ``z`` (and labels ``y``), from the sampling generator in
+        eval mode; the generator's train/eval mode is restored afterwards."""
+        g = self.sampler
+        was_training = g.training
+        g.eval()
+        try:
+            return g(z.to(self.device), None if y is None else y.to(self.device))
+        finally:
+            g.train(was_training)
+
+    def sample(
+        self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``n`` fresh samples and the labels they were drawn for.
+
+        Noise comes from ``generator`` (a CPU ``torch.Generator``) when given, so sampling
+        leaves the global RNG stream, and thus training, untouched.
+        """
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        if self.num_classes and labels is None:
+            labels = torch.randint(self.num_classes, (n,), generator=generator)
+        return self.generate(z, labels if self.num_classes else None), labels
+
+    @property
+    def g_step(self) -> int:
+        """Generator iterations so far (the loggers' step axis)."""
+        return self.trainer.global_step // (self.loss.n_critic + 1) if self._trainer else 0
+
+    # ------------------------------------------------------------------ training
+    def configure_optimizers(self):
+        opt_d = self.optimizer_d(self.discriminator.parameters())
+        opt_g = self.optimizer_g(self.generator.parameters())
+        optimizers = [opt_d, opt_g]
+        factories = [self.scheduler_d, self.scheduler_g]
+        schedulers = [f(o) for f, o in zip(factories, optimizers, strict=True) if f is not None]
+        return optimizers, schedulers
+
+    def _d_input(self, x: Tensor) -> Tensor:
+        if self.d_augment is not None:
+            x = self.d_augment(x)
+        if self.instance_noise > 0:
+            frac = max(0.0, 1.0 - self.g_step / max(self.instance_noise_steps, 1))
+            if frac > 0:
+                x = x + self.instance_noise * frac * torch.randn_like(x)
+        return x
+
+    def _critic(self, y: Tensor | None) -> Callable[[Tensor], Tensor]:
+        """D's adversarial output as a function of its input, for gradient penalties."""
+        return lambda x: split_output(self.discriminator(x, y))[0]
+
+    def _labels(self, y: Tensor) -> Tensor | None:
+        return y if self.num_classes else None
+
+    def _random_labels(self, n: int) -> Tensor | None:
+        if not self.num_classes:
+            return None
+        return torch.randint(self.num_classes, (n,), device=self.device)
+
+    def _clip_and_step(self, opt, params: Iterable[nn.Parameter]) -> Tensor:
+        if self.grad_clip_norm:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+        norm = grad_norm(params)
+        opt.step()
+        return norm
+
+    def discriminator_step(self, opt, real: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        """One discriminator update on a real batch and a fresh fake batch."""
+        with self.toggled_optimizer(opt):
+            z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+            with torch.no_grad():
+                fake = self.generator(z, y)
+            real_in, fake_in = self._d_input(real), self._d_input(fake)
+            real_out, real_cls = split_output(self.discriminator(real_in, y))
+            fake_out, fake_cls = split_output(self.discriminator(fake_in, y))
+            loss = self.loss.d_loss(real_out, fake_out)
+            penalty = self.loss.penalty(self._critic(y), real_in, fake_in)
+            if penalty is not None:
+                loss = loss + penalty
+            if real_cls is not None:
+                aux = F.cross_entropy(real_cls, y) + F.cross_entropy(fake_cls, y)
+                loss = loss + self.aux_weight * aux
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            norm = self._clip_and_step(opt, self.discriminator.parameters())
+            self.loss.after_d_step(self.discriminator)
+        return {
+            "loss/d": loss.detach(),
+            "d/real": self.loss.d_value(real_out.detach()).mean(),
+            "d/fake": self.loss.d_value(fake_out.detach()).mean(),
+            "grad_norm/d": norm,
+        }
+
+    def generator_step(self, opt, batch_size: int) -> dict[str, Tensor]:
+        """One generator update against the current discriminator."""
+        with self.toggled_optimizer(opt):
+            z = torch.randn(batch_size, self.latent_dim, device=self.device)
+            y = self._random_labels(batch_size)
+            fake_out, fake_cls = split_output(self.discriminator(self._d_input(self.generator(z, y)), y))
+            loss = self.loss.g_loss(fake_out)
+            if fake_cls is not None:
+                loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            norm = self._clip_and_step(opt, self.generator.parameters())
+        if self.g_ema is not None:
+            self.g_ema.update_parameters(self.generator)
+        return {"loss/g": loss.detach(), "grad_norm/g": norm}
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        opt_d, opt_g = self.optimizers()
+        k = self.loss.n_critic
+        if x.shape[0] % k:
+            raise ValueError(f"batch of {x.shape[0]} images does not split into n_critic={k} parts")
+        for real, labels in zip(x.chunk(k), y.chunk(k), strict=True):
+            d_logs = self.discriminator_step(opt_d, real, self._labels(labels))
+        g_logs = self.generator_step(opt_g, x.shape[0] // k)
+        logs = {**d_logs, **g_logs}
+        self.log_dict(
+            {k_: v for k_, v in logs.items() if k_.startswith("loss/")}, prog_bar=True, on_step=True
+        )
+        self.log_dict({k_: v for k_, v in logs.items() if not k_.startswith("loss/")}, on_step=True)
+        if self.scheduler_interval == "step":
+            self._step_schedulers()
+
+    def on_train_epoch_end(self) -> None:
+        if self.scheduler_interval == "epoch":
+            self._step_schedulers()
+
+    def _step_schedulers(self) -> None:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
+            sch.step()
+
+    def on_train_start(self) -> None:
+        # Restore RNG streams here, after Lightning's own set-up has drawn from them.
+        if self._rng_to_restore is not None:
+            restore_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+        if self.trainer.world_size > 1:
+            fork_per_rank(self.global_rank)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = capture_rng_states()
+        if self.run_config is not None:
+            checkpoint["ganforge_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("rng_states")

@@ -1,0 +1,92 @@
+"""How labels enter the networks: cGAN concatenation, the ACGAN head and the projection head."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Conditioning = Literal["none", "concat", "acgan", "projection"]
+CONDITIONINGS = ("none", "concat", "acgan", "projection")
+
+
+def check_conditioning(conditioning: str, num_classes: int | None) -> int:
+    """Validate a conditioning mode against the class count; return the count (0 if none)."""
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+    if conditioning == "none":
+        return 0
+    if not num_classes or num_classes < 2:
+        raise ValueError(
+            f"conditioning={conditioning!r} needs labelled data with num_classes >= 2, "
+            f"got num_classes={num_classes}"
+        )
+    return int(num_classes)
+
+
+class LatentWithLabel(nn.Module):
+    """Joins a learned label embedding to z (Mirza & Osindero 2014); identity when unconditional."""
+
+    def __init__(self, latent_dim: int, num_classes: int, embed_dim: int | None = None):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, embed_dim or latent_dim) if num_classes else None
+        self.out_dim = latent_dim + (self.embed.embedding_dim if self.embed else 0)
+
+    def forward(self, z: Tensor, y: Tensor | None) -> Tensor:
+        if self.embed is None:
+            return z
+        if y is None:
+            raise ValueError("this generator is conditional: pass labels y")
+        return torch.cat([z, self.embed(y)], dim=1)
+
+
+def label_maps(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """One-hot label planes shaped like ``x`` (B, K, *spatial), for cGAN input concatenation."""
+    onehot = F.one_hot(y, num_classes).to(x.dtype)
+    return onehot.view(*onehot.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+
+
+class DiscriminatorHead(nn.Module):
+    """Maps D's features to the adversarial output and, per conditioning, uses the label.
+
+    - ``none``/``concat``: a linear output (concat already fed the label at the input);
+    - ``projection`` (Miyato & Koyama 2018): adds <embed(y), features>;
+    - ``acgan`` (Odena et al. 2017): also returns class logits from an auxiliary classifier.
+    """
+
+    def __init__(self, features: int, num_classes: int, conditioning: str):
+        super().__init__()
+        self.conditioning = conditioning
+        self.linear = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if conditioning == "projection" else None
+        self.classifier = nn.Linear(features, num_classes) if conditioning == "acgan" else None
+
+    def forward(self, h: Tensor, y: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+        out = self.linear(h).squeeze(1)
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("a projection discriminator needs labels y")
+            out = out + (self.embed(y) * h).sum(1)
+        if self.classifier is not None:
+            return out, self.classifier(h)
+        return out
+
+
+class Discriminator(nn.Module):
+    """Shared wrapper: optional label planes at the input, a feature body, then the head."""
+
+    def __init__(self, body: nn.Module, features: int, num_classes: int, conditioning: str):
+        super().__init__()
+        self.num_classes = num_classes
+        self.conditioning = conditioning
+        self.body = body
+        self.head = DiscriminatorHead(features, num_classes, conditioning)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        if self.conditioning == "concat":
+            if y is None:
+                raise ValueError("a cGAN discriminator needs labels y")
+            x = torch.cat([x, label_maps(x, y, self.num_classes)], dim=1)
+        return self.head(self.body(x), y)

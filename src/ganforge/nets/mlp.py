@@ -1,0 +1,79 @@
+"""The fully connected GAN of Goodfellow et al. 2014: ReLU generator, maxout + dropout critic."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ganforge.nets.conditioning import Discriminator, LatentWithLabel, check_conditioning
+from ganforge.nets.init import apply_spectral_norm
+
+
+class Maxout(nn.Module):
+    """Linear layer with ``pieces`` outputs per unit, keeping the maximum (Goodfellow et al. 2013)."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int):
+        super().__init__()
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).unflatten(1, (-1, self.pieces)).amax(2)
+
+
+class MLPGenerator(nn.Module):
+    """z -> hidden ReLU layers -> tanh image of shape (channels, image_size, image_size)."""
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        channels: int = 1,
+        image_size: int = 32,
+        hidden: Sequence[int] = (1200, 1200),
+        num_classes: int | None = None,
+        conditioning: str = "none",
+    ):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.num_classes = check_conditioning(conditioning, num_classes)
+        self.latent = LatentWithLabel(latent_dim, self.num_classes)
+        self.shape = (channels, image_size, image_size)
+        layers: list[nn.Module] = []
+        width = self.latent.out_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(True)]
+            width = h
+        layers += [nn.Linear(width, math.prod(self.shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net(self.latent(z, y)).view(-1, *self.shape)
+
+
+class MLPDiscriminator(Discriminator):
+    """Flattened image -> maxout layers with dropout -> linear head."""
+
+    def __init__(
+        self,
+        channels: int = 1,
+        image_size: int = 32,
+        hidden: Sequence[int] = (240, 240),
+        pieces: int = 5,
+        dropout: float = 0.5,
+        spectral_norm: bool = False,
+        num_classes: int | None = None,
+        conditioning: str = "none",
+    ):
+        k = check_conditioning(conditioning, num_classes)
+        width = (channels + (k if conditioning == "concat" else 0)) * image_size**2
+        layers: list[nn.Module] = [nn.Flatten()]
+        for h in hidden:
+            layers += [Maxout(width, h, pieces), nn.Dropout(dropout)]
+            width = h
+        super().__init__(nn.Sequential(*layers), width, k, conditioning)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+
