@@ -25,7 +25,9 @@ def _user_error(err: BaseException) -> BaseException | None:
     while err is not None:
         if isinstance(err, USER_ERRORS) and not isinstance(err, InstantiationException):
             return err
-        err = err.__cause__ or (err.__context__ if isinstance(err, InstantiationException) else None)
+        err = err.__cause__ or (
+            err.__context__ if isinstance(err, InstantiationException) else None
+        )
     return None
 
 

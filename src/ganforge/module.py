@@ -84,7 +84,9 @@ class GANModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+            raise ValueError(
+                f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+            )
         self.generator = generator
         self.discriminator = discriminator
         self.loss = loss
@@ -107,7 +109,9 @@ class GANModule(L.LightningModule):
         if self.num_classes:  # whole rows per class in the grid
             num_fixed_samples = -(-num_fixed_samples // self.num_classes) * self.num_classes
         gen = torch.Generator().manual_seed(noise_seed)
-        self.register_buffer("fixed_noise", torch.randn(num_fixed_samples, self.latent_dim, generator=gen))
+        self.register_buffer(
+            "fixed_noise", torch.randn(num_fixed_samples, self.latent_dim, generator=gen)
+        )
         self.register_buffer("fixed_labels", self._grid_labels(num_fixed_samples))
         #: the composed run configuration, stored in checkpoints so tools can rebuild the model.
         self.run_config: dict[str, Any] | None = None
@@ -187,7 +191,9 @@ class GANModule(L.LightningModule):
 
     def _clip_and_step(self, opt, params: Iterable[nn.Parameter]) -> Tensor:
         if self.grad_clip_norm:
-            self.clip_gradients(opt, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                opt, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm"
+            )
         norm = grad_norm(params)
         opt.step()
         return norm
@@ -224,7 +230,9 @@ class GANModule(L.LightningModule):
         with self.toggled_optimizer(opt):
             z = torch.randn(batch_size, self.latent_dim, device=self.device)
             y = self._random_labels(batch_size)
-            fake_out, fake_cls = split_output(self.discriminator(self._d_input(self.generator(z, y)), y))
+            fake_out, fake_cls = split_output(
+                self.discriminator(self._d_input(self.generator(z, y)), y)
+            )
             loss = self.loss.g_loss(fake_out)
             if fake_cls is not None:
                 loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)

@@ -72,7 +72,9 @@ def train(cfg: DictConfig) -> float | None:
     value = trainer.callback_metrics.get(metric) if metric else None
     if metric and value is None:
         log.warning("optimized_metric %r was never logged; returning None to the sweeper", metric)
-    best = next((cb for cb in callbacks if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint)), None)
+    best = next(
+        (cb for cb in callbacks if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint)), None
+    )
     if best is not None and best.best_model_path:
         log.info("best checkpoint: %s", Path(best.best_model_path))
     return None if value is None else float(value)

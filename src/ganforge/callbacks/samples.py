@@ -14,7 +14,9 @@ from ganforge.images import log_image
 
 def grid_of(images: Tensor, nrow: int) -> Tensor:
     """A (C, H, W) grid in [0, 1] from images in [-1, 1]."""
-    return make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
+    return make_grid(
+        images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2
+    )
 
 
 class SampleGrid(L.Callback):

@@ -2,5 +2,13 @@
 
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.nets.toy import VectorDiscriminator, VectorGenerator
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator"]
+__all__ = [
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "VectorDiscriminator",
+    "VectorGenerator",
+]

@@ -75,5 +75,3 @@ class MLPDiscriminator(Discriminator):
         super().__init__(nn.Sequential(*layers), width, k, conditioning)
         if spectral_norm:
             apply_spectral_norm(self)
-
-
