@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from torch import Tensor, nn
@@ -53,7 +54,7 @@ class DCGANGenerator(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [
                 nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(c_out),
@@ -90,7 +91,7 @@ class DCGANDiscriminator(Discriminator):
         widths = _widths(base_width, stages, max_width)[::-1]
         c_in = channels + (k if conditioning == "concat" else 0)
         layers: list[nn.Module] = [nn.Conv2d(c_in, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
+        for a, b in itertools.pairwise(widths):
             layers += [
                 nn.Conv2d(a, b, 4, 2, 1, bias=norm == "none"),
                 norm_layer(norm, b),

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+_NORMS = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -15,10 +16,9 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)):
-            if m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        elif isinstance(m, _NORMS) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:

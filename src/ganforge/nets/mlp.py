@@ -12,7 +12,7 @@ from ganforge.nets.init import apply_spectral_norm
 
 
 class Maxout(nn.Module):
-    """Linear layer with ``pieces`` outputs per unit, keeping the maximum (Goodfellow et al. 2013)."""
+    """Linear layer with ``pieces`` outputs per unit, keeping their maximum (Goodfellow 2013)."""
 
     def __init__(self, in_features: int, out_features: int, pieces: int):
         super().__init__()
