@@ -2,6 +2,7 @@
 
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator
 from ganforge.nets.toy import VectorDiscriminator, VectorGenerator
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
     "VectorDiscriminator",
     "VectorGenerator",
 ]
