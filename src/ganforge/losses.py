@@ -29,7 +29,9 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
     ``x_hat`` is a uniform random interpolate between a real and a fake sample, drawn per
     sample.
     """
-    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    alpha = torch.rand(
+        real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype
+    )
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     grad_sq = _sum_of_squares_grad(critic(x_hat), x_hat)
     return (grad_sq.add(1e-12).sqrt() - 1).pow(2).mean()
@@ -141,6 +143,10 @@ class WGANLoss(GANLoss):
 
     def __init__(self, clip_value: float | None = 0.01, n_critic: int = 5, **kwargs):
         super().__init__(n_critic=n_critic, **kwargs)
+        if clip_value is not None and clip_value <= 0:
+            raise ValueError(
+                f"loss.clip_value must be > 0 (or null for no clipping), got {clip_value}"
+            )
         self.clip_value = clip_value
 
     def d_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:

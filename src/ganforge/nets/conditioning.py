@@ -61,6 +61,10 @@ class DiscriminatorHead(nn.Module):
         self.conditioning = conditioning
         self.linear = nn.Linear(features, 1)
         self.embed = nn.Embedding(num_classes, features) if conditioning == "projection" else None
+        if self.embed is not None:
+            # Glorot init as in Miyato & Koyama's code: torch's default N(0, 1) makes the
+            # projection term ~sqrt(features) times larger than the linear term at the start.
+            nn.init.xavier_uniform_(self.embed.weight)
         self.classifier = nn.Linear(features, num_classes) if conditioning == "acgan" else None
 
     def forward(self, h: Tensor, y: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:

@@ -22,9 +22,13 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
-    """Wrap every conv and linear weight in torch's spectral-norm parametrization."""
+    """Wrap every conv, linear and embedding weight in torch's spectral-norm parametrization.
+
+    Embeddings are included because the projection discriminator's class embedding is a
+    linear map of the one-hot label (Miyato & Koyama 2018 normalise it too).
+    """
     for m in list(module.modules()):
-        if isinstance(m, _WEIGHTED):
+        if isinstance(m, (*_WEIGHTED, nn.Embedding)):
             spectral_norm(m)
     return module
 

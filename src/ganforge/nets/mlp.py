@@ -53,7 +53,11 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(Discriminator):
-    """Flattened image -> maxout layers with dropout -> linear head."""
+    """Flattened image -> maxout layers with dropout -> linear head.
+
+    The image is flattened before the cGAN label joins it, so the label enters as one one-hot
+    vector (Mirza & Osindero 2014) rather than as ``num_classes`` full-size planes.
+    """
 
     def __init__(
         self,
@@ -67,11 +71,14 @@ class MLPDiscriminator(Discriminator):
         conditioning: str = "none",
     ):
         k = check_conditioning(conditioning, num_classes)
-        width = (channels + (k if conditioning == "concat" else 0)) * image_size**2
-        layers: list[nn.Module] = [nn.Flatten()]
+        width = channels * image_size**2 + (k if conditioning == "concat" else 0)
+        layers: list[nn.Module] = []
         for h in hidden:
             layers += [Maxout(width, h, pieces), nn.Dropout(dropout)]
             width = h
         super().__init__(nn.Sequential(*layers), width, k, conditioning)
         if spectral_norm:
             apply_spectral_norm(self)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        return super().forward(x.flatten(1), y)
