@@ -1,0 +1,27 @@
+"""Datamodules: each yields (images in [-1, 1], labels) and states its shape and class count."""
+
+from ganforge.data.base import ImageDataModule
+from ganforge.data.celeba import CelebADataModule
+from ganforge.data.folder import ImageFolderDataModule
+from ganforge.data.mnist5k import MNIST5kDataModule
+from ganforge.data.stacked_mnist import StackedMNISTDataModule
+from ganforge.data.torchvision_sets import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+)
+from ganforge.data.toy import GaussianMixtureDataModule, GridDataModule, RingDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CelebADataModule",
+    "FashionMNISTDataModule",
+    "GaussianMixtureDataModule",
+    "GridDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "MNIST5kDataModule",
+    "MNISTDataModule",
+    "RingDataModule",
+    "StackedMNISTDataModule",
+]

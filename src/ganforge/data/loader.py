@@ -1,0 +1,106 @@
+"""The in-memory fast path: a whole dataset as one tensor, batched by index on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+#: batches Lightning's training loop fetches ahead of the step it runs
+PREFETCHED_BATCHES = 1
+
+
+def to_float(x: Tensor) -> Tensor:
+    """Images as float in [-1, 1]: uint8 pixels are scaled, float tensors pass through.
+
+    Image datasets are held as uint8 (a quarter of the memory of float32) and converted one
+    batch at a time on the device.
+    """
+    return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+
+
+def augment_batch(x: Tensor, augment: str, generator: torch.Generator) -> Tensor:
+    """Batch-level augmentation applied on the device: ``none`` or ``hflip`` (random per image)."""
+    if augment == "none":
+        return x
+    if augment == "hflip":
+        flip = torch.rand(x.shape[0], generator=generator, device="cpu") < 0.5
+        return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+    raise ValueError(f"data.augment must be 'none' or 'hflip', got {augment!r}")
+
+
+class TensorBatches:
+    """Iterates shuffled (x, y) batches of tensors already on their device, with no workers.
+
+    ``x`` may hold uint8 pixels; batches are converted to float in [-1, 1] with :func:`to_float`.
+
+    Each epoch's order is a permutation seeded by ``seed + epoch``, identical on every rank;
+    rank ``r`` of ``world_size`` takes every ``world_size``-th index, so ranks see distinct
+    shards of equal length. ``state_dict`` records the epoch and batches served so Lightning can
+    resume mid-epoch without replaying data.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        augment: str = "none",
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
+        self.epoch = 0
+        self._served = 0
+        self._resume_at = 0
+        per_rank = len(x) // world_size
+        if drop_last and per_rank < batch_size:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {per_rank} samples each of the "
+                f"{world_size} rank(s) holds; lower data.batch_size"
+            )
+
+    def __len__(self) -> int:
+        per_rank = len(self.x) // self.world_size
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def _order(self, epoch: int) -> Tensor:
+        n = len(self.x) // self.world_size * self.world_size
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(len(self.x), generator=g)[:n]
+        else:
+            order = torch.arange(n)
+        return order[self.rank :: self.world_size].to(self.x.device)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self._order(self.epoch)
+        aug_gen = torch.Generator().manual_seed(self.seed + 7919 * (self.epoch + 1) + self.rank)
+        start, self._resume_at = self._resume_at, 0
+        for i in range(start, len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            self._served = i + 1
+            if self.augment != "none":
+                # keep the augmentation stream aligned with the batch index on resume
+                aug_gen.manual_seed(self.seed + 7919 * (self.epoch + 1) + self.rank + i)
+            yield augment_batch(to_float(self.x[idx]), self.augment, aug_gen), self.y[idx]
+        self.epoch += 1
+        self._served = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # Lightning's training loop prefetches one batch ahead, so when a checkpoint is written
+        # after batch i the iterator has already served i + 2 batches (or, after an epoch's last
+        # batch, moved on to the next epoch with none served).
+        self.epoch = int(state["epoch"])
+        self._resume_at = max(int(state["served"]) - PREFETCHED_BATCHES, 0)

@@ -1,0 +1,47 @@
+"""Pixel conversions shared by the datamodules: per-sample transforms and whole-tensor resizing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms import v2
+
+
+def sample_transform(
+    image_size: int, channels: int, augment: str = "none", crop: int | None = None
+) -> v2.Compose:
+    """PIL image with ``channels`` bands -> float tensor (channels, size, size) in [-1, 1].
+
+    ``crop`` centre-crops a square first (the DCGAN CelebA recipe crops 178 before resizing);
+    without it the shorter side is resized to ``image_size`` and the centre kept.
+    ``augment="hflip"`` flips half of the samples left-right.
+    """
+    if augment not in ("none", "hflip"):
+        raise ValueError(f"data.augment must be 'none' or 'hflip', got {augment!r}")
+    steps: list = [v2.ToImage()]
+    if crop:
+        steps.append(v2.CenterCrop(crop))
+    steps += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    if augment == "hflip":
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize([0.5] * channels, [0.5] * channels),
+    ]
+    return v2.Compose(steps)
+
+
+def resize_pixels(x: Tensor, image_size: int) -> Tensor:
+    """Resize uint8 images (N, C, H, W) with antialiased bilinear filtering, staying uint8."""
+    if x.shape[-2:] == (image_size, image_size):
+        return x
+    out = F.interpolate(
+        x.float(), size=image_size, mode="bilinear", antialias=True, align_corners=False
+    )
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def to_pixels(x: Tensor) -> Tensor:
+    """Float images in [-1, 1] back to uint8 pixels (for compact in-memory storage)."""
+    return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
