@@ -1,0 +1,17 @@
+"""Sample a trained generator: ``python src/sample.py ckpt_path=... n=64`` (``mode=interpolate``
+for latent interpolations)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from ganforge import tools
+from ganforge.cli import run_job
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    run_job(tools.sample, cfg)
+
+
+if __name__ == "__main__":
+    main()
