@@ -95,6 +95,13 @@ class ImageDataModule(L.LightningDataModule):
                 f"{self.sample_shape} (data.channels / data.image_size); fix the data config"
             )
 
+    def _check_val_size(self, n: int) -> None:
+        if n <= self.num_val:
+            raise GanforgeError(
+                f"{self.name}: {n} samples cannot spare data.num_val={self.num_val} for "
+                "validation; lower data.num_val"
+            )
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None or self.train_dataset is not None:
             return
@@ -102,16 +109,14 @@ class ImageDataModule(L.LightningDataModule):
         if self.in_memory:
             x, y = self.load_tensors()
             self._check_shape(x.shape[1:])
+            self._check_val_size(len(x))
             order = torch.randperm(len(x), generator=split)
             val, train = order[: self.num_val], order[self.num_val :]
             self.train_set = (x[train], y[train])
             self.val_set = (x[val], y[val])
             return
         dataset = self.load_dataset()
-        if len(dataset) <= self.num_val:
-            raise GanforgeError(
-                f"{self.name}: {len(dataset)} samples cannot spare data.num_val={self.num_val}"
-            )
+        self._check_val_size(len(dataset))
         self._check_shape(dataset[0][0].shape)
         sizes = [len(dataset) - self.num_val, self.num_val]
         self.train_dataset, self.val_dataset = random_split(dataset, sizes, generator=split)

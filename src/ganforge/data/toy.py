@@ -58,6 +58,8 @@ class GaussianMixtureDataModule(ImageDataModule):
             )
         if dim != centers.shape[1]:
             raise GanforgeError(f"{self.name}: data.dim must be {centers.shape[1]}, got {dim}")
+        # points, not images: checks that read channels/image_size skip toy data
+        self.channels = self.image_size = None
         self.centers = centers
         self.std = std
         self.num_samples = num_samples
