@@ -17,10 +17,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import open_dict
 from PIL import Image
 from torch import Tensor, nn
 
 from ganforge import tools
+from ganforge.callbacks.report import RunReport
 from ganforge.checkpoint import load_module
 from ganforge.errors import GanforgeError
 from ganforge.export import export_generator, run_onnx, run_torchscript
@@ -92,10 +95,8 @@ def run_dir(tmp_path_factory) -> Path:
     cfg = compose_config(
         [
             "logger=none",
-            "callbacks.progress=null",
-            "callbacks.model_summary=null",
-            "+callbacks.scores._target_=tests.test_tools.ScoreStub",
             "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
             "trainer.max_epochs=2",
             "+trainer.limit_train_batches=4",
             "trainer.log_every_n_steps=1",
@@ -109,6 +110,9 @@ def run_dir(tmp_path_factory) -> Path:
         ],
         out,
     )
+    with open_dict(cfg):  # only the callbacks under test, whatever else the default list holds
+        cfg.callbacks = {k: cfg.callbacks[k] for k in ("samples", "report", "checkpoint")}
+        cfg.callbacks.scores = {"_target_": "tests.test_tools.ScoreStub"}
     train(cfg)
     return out
 
@@ -218,6 +222,7 @@ def test_sample_cli_writes_the_grid_and_single_images(
     np.testing.assert_array_equal(got, np.asarray(Image.open(expected)))
     singles = sorted(p.name for p in (tmp_path / "images").glob("*.png"))
     assert len(singles) == 20 and singles[3] == f"00003_y{int(labels[3])}.png"
+    assert Image.open(tmp_path / "images" / singles[3]).size == (16, 16)
 
 
 def test_interpolation_writes_a_grid_and_a_looping_gif(run_dir: Path, tmp_path: Path) -> None:
@@ -289,10 +294,29 @@ def test_training_run_ends_with_a_complete_report(run_dir: Path) -> None:
     assert set(METRICS) <= set(header)
 
 
+def test_report_callback_reuses_a_csv_logger_or_adds_one(tmp_path: Path) -> None:
+    own = CSVLogger(tmp_path / "user", name="csv")
+    trainer = L.Trainer(logger=[own], enable_checkpointing=False, enable_progress_bar=False)
+    RunReport(str(tmp_path)).setup(trainer, None, "fit")
+    assert trainer.loggers == [own]
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    RunReport(str(tmp_path)).setup(trainer, None, "fit")
+    (added,) = trainer.loggers
+    assert isinstance(added, CSVLogger) and Path(added.log_dir) == tmp_path / "csv"
+
+
 def test_report_job_rebuilds_from_a_run_folder(run_dir: Path, tmp_path: Path) -> None:
     tools.report(tool_config("report", f"run_dir={run_dir}", f"output_dir={tmp_path}"))
     assert set(inlined_images((tmp_path / "report.html").read_text())) == set(FIGURES)
     assert Image.open(tmp_path / "report.png").size == Image.open(run_dir / "report.png").size
+
+
+def test_report_without_logged_scalars_shows_the_grids(run_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(run_dir / "samples", tmp_path / "samples")  # a W&B-only run of old
+    files = build_report(tmp_path)
+    html = files.html.read_text()
+    assert set(inlined_images(html)) == set(FIGURES)
+    assert "none of metrics/fid, metrics/is, metrics/modes was logged" in html
 
 
 def test_report_of_a_folder_without_a_run_says_so(tmp_path: Path) -> None:

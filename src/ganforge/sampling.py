@@ -167,9 +167,7 @@ def save_gif(frames: Sequence[Tensor], path: str | Path, frame_ms: int = 80) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     pictures = [to_pil_image(f) for f in frames]
     pictures += pictures[-2:0:-1]
-    pictures[0].save(
-        path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0, optimize=False
-    )
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
     return path
 
 

@@ -14,6 +14,7 @@ from ganforge.errors import GanforgeError
 from ganforge.export import check_exports, export_generator
 from ganforge.report import build_report
 from ganforge.sampling import (
+    Labels,
     interpolate,
     interpolation_frames,
     sample_images,
@@ -40,7 +41,7 @@ def _device(name: str) -> str:
     return name
 
 
-def _labels(cfg: DictConfig):
+def _labels(cfg: DictConfig) -> Labels:
     labels = cfg.get("labels")
     return OmegaConf.to_container(labels) if OmegaConf.is_list(labels) else labels
 

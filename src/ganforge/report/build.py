@@ -128,7 +128,7 @@ def page_figures(
             "metrics",
             "Metrics",
             metrics_figure(history),
-            ", ".join(metrics) if metrics else f"none of {list(METRIC_TITLES)} was logged",
+            ", ".join(metrics) if metrics else f"none of {', '.join(METRIC_TITLES)} was logged",
         )
     )
     figures.append(
