@@ -1,0 +1,428 @@
+"""The GAN zoo: every architecture x loss x conditioning trains through the real configs, the
+conditional models learn their classes, and the ResNet, DiffAugment, EMA, BatchNorm/penalty
+rule, sample grids and experiment configs behave as documented."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from functools import partial
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ganforge.augment import DiffAugment, rand_cutout, rand_translation
+from ganforge.callbacks import SampleGrid
+from ganforge.data.loader import TensorBatches
+from ganforge.data.mnist5k import MNIST5kDataModule
+from ganforge.errors import GanforgeError
+from ganforge.losses import NonSaturatingLoss
+from ganforge.module import GANModule
+from ganforge.nets import ResNetDiscriminator, ResNetGenerator, VectorDiscriminator, VectorGenerator
+from ganforge.run import build_module, train
+from tests.conftest import CONF, compose_config
+
+ARCHS = {
+    "gan_mlp": [
+        "data.image_size=16",
+        "model.generator.hidden=[8]",
+        "model.discriminator.hidden=[8]",
+        "model.discriminator.pieces=2",
+    ],
+    "dcgan": [
+        "data.image_size=16",
+        "model.generator.base_width=2",
+        "model.discriminator.base_width=2",
+    ],
+    "resnet": [
+        "data.image_size=32",
+        "model.generator.base_width=2",
+        "model.discriminator.base_width=2",
+    ],
+}
+LOSSES = ["minimax", "nonsaturating", "lsgan", "wgan", "wgan_gp", "hinge"]
+CONDITIONINGS = ["none", "concat", "acgan", "projection"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tensors here are tiny: torch's intra-op threads only contend for the shared cores
+    (a 64x64 ResNet forward at width 2 took ~2.7 s with 2 threads, ~0.03 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_digits():
+    """Real configs, tiny data: the mnist5k datamodule serves 48 random labelled images of the
+    configured size (enough for 5 critic batches of 2 and 8 validation images)."""
+
+    def load_tensors(self) -> tuple[Tensor, Tensor]:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(48, 1, self.image_size, self.image_size, generator=g) * 2 - 1
+        return x, torch.arange(48) % 10
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MNIST5kDataModule, "load_tensors", load_tensors)
+        yield
+
+
+@pytest.mark.parametrize(
+    ("arch", "loss", "conditioning"),
+    list(itertools.product(ARCHS, LOSSES, CONDITIONINGS)),
+)
+def test_every_architecture_loss_and_conditioning_survives_fast_dev_run(
+    tiny_digits, tmp_path, arch, loss, conditioning
+):
+    overrides = [
+        "logger=csv",
+        f"model={arch}",
+        f"loss={loss}",
+        f"model.conditioning={conditioning}",
+        *ARCHS[arch],
+        "model.generator.latent_dim=4",
+        "model.num_fixed_samples=10",
+        "data.batch_size=2",
+        "data.num_val=8",
+        "callbacks=none",
+        "+trainer.fast_dev_run=true",
+        "trainer.enable_model_summary=false",
+        "++trainer.enable_progress_bar=false",
+    ]
+    assert (
+        train(compose_config(overrides, tmp_path)) is None
+    )  # no metric callback in the run, so no metric to return
+
+
+# ---------------------------------------------------------------- conditional toy mixture
+MODES = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]])
+
+
+class LabelledMixture(L.LightningDataModule):
+    """Points around mode k labelled k, served by the in-memory loader."""
+
+    def __init__(self, n: int = 1024, std: float = 0.1, batch_size: int = 64):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.y = torch.arange(n) % len(MODES)
+        self.x = MODES[self.y] + std * torch.randn(n, 2, generator=g)
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(self.x, self.y, self.batch_size, seed=0)
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "acgan", "projection"])
+def test_conditional_samples_land_on_their_class_mode(conditioning):
+    torch.manual_seed(0)
+    k = len(MODES)
+    net = {"num_classes": k, "conditioning": conditioning, "hidden": (32, 32)}
+    adam = partial(torch.optim.Adam, lr=2e-3, betas=(0.5, 0.999))
+    module = GANModule(
+        generator=VectorGenerator(latent_dim=4, **net),
+        discriminator=VectorDiscriminator(**net),
+        loss=NonSaturatingLoss(),
+        optimizer_g=adam,
+        optimizer_d=adam,
+        num_fixed_samples=8,
+    )
+    trainer = L.Trainer(
+        max_steps=2 * 300,  # 300 generator iterations (Lightning counts D and G steps)
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=LabelledMixture())
+    hits = []
+    gen = torch.Generator().manual_seed(1)
+    for label in range(k):
+        points, labels = module.sample(200, labels=torch.full((200,), label), generator=gen)
+        assert labels.eq(label).all()
+        nearest = torch.cdist(points, MODES).argmin(1)
+        hits.append(nearest.eq(label).float().mean().item())
+    assert sum(h > 0.5 for h in hits) >= k - 1, f"share of samples at their class's mode: {hits}"
+
+
+# ---------------------------------------------------------------- sampling and the grid
+class LabelPainter(nn.Module):
+    """A stand-in generator whose image for label y is filled with y / (K - 1), mapped to
+    [-1, 1], so the grid shows which label each cell was drawn for."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        self.latent_dim, self.num_classes = 2, num_classes
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        value = y.float() / (self.num_classes - 1) * 2 - 1
+        return (self.scale * value).view(-1, 1, 1, 1).expand(-1, 1, 4, 4)
+
+
+def painter_module(**kwargs) -> GANModule:
+    adam = partial(torch.optim.Adam, lr=1e-3)
+    return GANModule(LabelPainter(), nn.Linear(1, 1), NonSaturatingLoss(), adam, adam, **kwargs)
+
+
+def test_sample_grid_shows_one_row_per_class(tmp_path):
+    module = painter_module(num_fixed_samples=8)  # rounded up to 9: three rows of three
+    assert module.fixed_labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    path = SampleGrid(str(tmp_path)).render(SimpleNamespace(loggers=[]), module, "grid")
+    grid = torch.tensor(list(Image.open(path).convert("L").getdata())).view(20, 20)
+    for row in range(3):  # cells are 4x4 with 2 pixels of padding around them
+        top = 2 + 6 * row
+        cells = grid[top : top + 4, 2:18].reshape(4, 16)
+        cells = torch.cat([cells[:, 6 * c : 6 * c + 4] for c in range(3)], 1)
+        assert cells.float().sub(255 * row / 2).abs().max() <= 1, f"row {row} is not class {row}"
+
+
+def test_sample_takes_labels_and_draws_them_when_not_given():
+    module = painter_module()
+    labels = torch.tensor([2, 0, 1, 1])
+    images, used = module.sample(4, labels=labels)
+    assert used is labels
+    assert images[:, 0, 0, 0].tolist() == [1.0, -1.0, 0.0, 0.0]
+    images, drawn = module.sample(50, generator=torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {0, 1, 2}
+    assert torch.equal(images[:, 0, 0, 0], drawn.float() - 1)
+
+
+def test_sampling_uses_the_ema_generator_when_on():
+    module = painter_module(ema_decay=0.5)
+    with torch.no_grad():
+        module.generator.scale.fill_(3.0)
+    module.g_ema.update_parameters(module.generator)  # first update copies: 3
+    with torch.no_grad():
+        module.generator.scale.fill_(1.0)
+    module.g_ema.update_parameters(module.generator)  # 0.5 * 3 + 0.5 * 1 = 2
+    assert module.sampler is module.g_ema.module
+    images, _ = module.sample(1, labels=torch.tensor([2]))
+    assert images.unique().tolist() == [2.0]
+    plain = painter_module()
+    assert plain.sampler is plain.generator  # without EMA the generator itself samples
+
+
+# ---------------------------------------------------------------- ResNet
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+def test_resnet_shapes_at_both_sizes(size, conditioning):
+    net = {"image_size": size, "base_width": 2, "num_classes": 10, "conditioning": conditioning}
+    g, d = ResNetGenerator(latent_dim=4, **net), ResNetDiscriminator(**net)
+    y = torch.tensor([1, 7, 3])
+    images = g(torch.randn(3, 4), y if conditioning != "none" else None)
+    assert images.shape == (3, 3, size, size)
+    assert images.abs().max() <= 1
+    out = d(images, y)
+    logits, classes = out if conditioning == "acgan" else (out, None)
+    assert logits.shape == (3,)
+    assert classes is None or classes.shape == (3, 10)
+
+
+@pytest.mark.parametrize("size", [16, 48, 128])
+def test_resnet_rejects_other_sizes_naming_them(size):
+    with pytest.raises(GanforgeError, match=rf"image_size={size}.*32 or 64"):
+        ResNetGenerator(image_size=size)
+    with pytest.raises(GanforgeError, match=rf"image_size={size}"):
+        ResNetDiscriminator(image_size=size)
+
+
+def test_spectral_norm_parametrizes_every_discriminator_weight():
+    d = ResNetDiscriminator(
+        base_width=2, spectral_norm=True, num_classes=10, conditioning="projection"
+    )
+    weighted = [m for m in d.modules() if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding)]
+    assert len(weighted) > 5
+    assert all(parametrize.is_parametrized(m, "weight") for m in weighted)
+    d(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))  # the power iteration runs
+    plain = ResNetDiscriminator(base_width=2)
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
+
+
+# ---------------------------------------------------------------- DiffAugment
+def _shift(x: Tensor, dx: int, dy: int) -> Tensor:
+    """Reference: content moved by (dx, dy) pixels, zeros where nothing moved in."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def test_translation_shifts_each_image_by_whole_pixels_within_the_ratio():
+    torch.manual_seed(0)
+    x = torch.rand(32, 2, 8, 8) + 0.5  # no zeros, so every shift is distinguishable
+    out = rand_translation(x, ratio=0.25)
+    shifts = set()
+    for xi, oi in zip(x, out, strict=True):
+        found = [
+            (dx, dy)
+            for dx, dy in itertools.product(range(-2, 3), repeat=2)
+            if torch.equal(oi, _shift(xi, dx, dy))
+        ]
+        assert len(found) == 1
+        shifts |= set(found)
+    assert len(shifts) > 5  # drawn per sample
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8) + 0.5
+    out = rand_cutout(x, ratio=0.5)
+    zero = out.eq(0)
+    assert torch.equal(zero, zero[:, :1].expand_as(zero))  # same square on every channel
+    assert torch.equal(out[~zero], x[~zero])
+    for mask in zero[:, 0]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4
+        assert mask.sum() == len(rows) * len(cols)  # a filled rectangle
+    assert zero[:, 0].sum((1, 2)).eq(16).any()  # whole 4x4 squares away from the border
+
+
+def test_diffaugment_is_differentiable_and_random_per_sample():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16).expand(8, -1, -1, -1).clone().requires_grad_(True)
+    out = DiffAugment()(x)
+    assert out.shape == x.shape
+    assert len({tuple(o.flatten().tolist()) for o in out}) == 8
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_diffaugment_rejects_unknown_policies():
+    with pytest.raises(GanforgeError, match="flip"):
+        DiffAugment(policy=["color", "flip"])
+    with pytest.raises(GanforgeError, match="cutout_ratio"):
+        DiffAugment(cutout_ratio=1.5)
+
+
+# ---------------------------------------------------------------- configs
+def test_gradient_penalty_replaces_batchnorm_in_the_discriminator(make_cfg, caplog):
+    for overrides in (["loss=wgan_gp"], ["loss=hinge", "loss.r1_gamma=1.0"]):
+        with caplog.at_level(logging.WARNING, logger="ganforge.run"):
+            module = build_module(make_cfg("model=dcgan", "data.image_size=16", *overrides))
+        kinds = {type(m) for m in module.discriminator.modules()}
+        assert nn.BatchNorm2d not in kinds and nn.GroupNorm in kinds
+        assert "norm=layer" in caplog.text
+        caplog.clear()
+    module = build_module(make_cfg("model=dcgan", "data.image_size=16", "loss=wgan"))
+    assert nn.BatchNorm2d in {type(m) for m in module.discriminator.modules()}
+
+
+@pytest.mark.parametrize(
+    ("loss", "optimizer", "lr", "betas", "n_critic"),
+    [
+        ("wgan", torch.optim.RMSprop, 5e-5, None, 5),
+        ("wgan_gp", torch.optim.Adam, 1e-4, (0.0, 0.9), 5),
+    ],
+)
+def test_a_loss_alone_brings_its_optimizer(make_cfg, loss, optimizer, lr, betas, n_critic):
+    module = build_module(make_cfg(f"loss={loss}", "data.image_size=16"))
+    for factory, net in (
+        (module.optimizer_d, module.discriminator),
+        (module.optimizer_g, module.generator),
+    ):
+        opt = factory(net.parameters())
+        assert isinstance(opt, optimizer)
+        assert opt.defaults["lr"] == lr
+        assert betas is None or tuple(opt.defaults["betas"]) == betas
+    assert module.loss.n_critic == n_critic
+
+
+def test_ttur_gives_the_networks_separate_learning_rates(make_cfg):
+    module = build_module(make_cfg("experiment=dcgan_ttur_mnist"))
+    opt_d = module.optimizer_d(module.discriminator.parameters())
+    opt_g = module.optimizer_g(module.generator.parameters())
+    assert (opt_d.defaults["lr"], opt_g.defaults["lr"]) == (4e-4, 1e-4)
+
+
+# key hyperparameters of each paper, read off the composed config
+PAPERS = {
+    "gan_mnist": {
+        "model.generator._target_": "ganforge.nets.MLPGenerator",
+        "model.optimizer_d._target_": "torch.optim.SGD",
+        "model.optimizer_d.lr": 0.1,
+        "data.batch_size": 100,
+        "model.conditioning": "none",
+    },
+    "cgan_mnist": {
+        "model.conditioning": "concat",
+        "model.optimizer_g.lr": 0.1,
+        "data.batch_size": 100,
+    },
+    "dcgan_mnist": {
+        "model.generator._target_": "ganforge.nets.DCGANGenerator",
+        "model.optimizer_g.lr": 2e-4,
+        "model.optimizer_g.betas": [0.5, 0.999],
+        "data.batch_size": 128,
+        "model.discriminator.norm": "batch",
+    },
+    "dcgan_celeba": {
+        "data._target_": "ganforge.data.CelebADataModule",
+        "data.image_size": 64,
+        "data.batch_size": 128,
+        "model.optimizer_d.lr": 2e-4,
+    },
+    "acgan_mnist": {
+        "model.conditioning": "acgan",
+        "model.aux_weight": 1.0,
+        "model.optimizer_d.betas": [0.5, 0.999],
+    },
+    "lsgan_mnist": {
+        "loss._target_": "ganforge.losses.LSGANLoss",
+        "loss.a": 0.0,
+        "loss.b": 1.0,
+        "loss.c": 1.0,
+    },
+    "wgan_mnist": {
+        "loss.clip_value": 0.01,
+        "loss.n_critic": 5,
+        "model.optimizer_d.lr": 5e-5,
+        "model.optimizer_d._target_": "torch.optim.RMSprop",
+    },
+    "wgan_gp_cifar10": {
+        "data._target_": "ganforge.data.CIFAR10DataModule",
+        "model.generator._target_": "ganforge.nets.ResNetGenerator",
+        "loss.gp_weight": 10.0,
+        "loss.n_critic": 5,
+        "model.optimizer_d.lr": 2e-4,
+        "model.optimizer_d.betas": [0.0, 0.9],
+        "model.discriminator.norm": "none",
+    },
+    "sngan_cifar10": {
+        "loss._target_": "ganforge.losses.HingeLoss",
+        "loss.n_critic": 5,
+        "model.discriminator.spectral_norm": True,
+        "model.generator.base_width": 256,
+        "model.optimizer_g.betas": [0.0, 0.9],
+    },
+    "dcgan_ttur_mnist": {"model.optimizer_d.lr": 4e-4, "model.optimizer_g.lr": 1e-4},
+    "dcgan_diffaug_mnist": {"model.d_augment._target_": "ganforge.augment.DiffAugment"},
+}
+
+
+def test_all_zoo_experiments_exist():
+    assert set(PAPERS) <= {p.stem for p in (CONF / "experiment").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("experiment", sorted(PAPERS))
+def test_experiment_has_the_papers_hyperparameters_and_builds(make_cfg, experiment):
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(f"experiment={experiment}")
+    for key, want in PAPERS[experiment].items():
+        got = OmegaConf.select(cfg, key)
+        got = OmegaConf.to_container(got) if OmegaConf.is_config(got) else got
+        assert got == want, f"{experiment}: {key}={got}, the paper's value is {want}"
+    module = build_module(cfg)
+    assert module.loss.n_critic == cfg.loss.n_critic
+    if cfg.model.d_augment is not None:
+        assert isinstance(module.d_augment, DiffAugment)
