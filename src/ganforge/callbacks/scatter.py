@@ -16,7 +16,9 @@ from ganforge.images import log_image
 from ganforge.metrics.toy import ModeCoverage
 
 
-def scatter_figure(real: Tensor, fake: Tensor, centers: Tensor | None = None) -> Figure:
+def scatter_figure(
+    real: Tensor, fake: Tensor, centers: Tensor | None = None, title: str | None = None
+) -> Figure:
     """A square figure with real points, generated points and (optionally) the true modes."""
     fig = Figure(figsize=(5, 5), dpi=100)
     FigureCanvasAgg(fig)
@@ -24,13 +26,15 @@ def scatter_figure(real: Tensor, fake: Tensor, centers: Tensor | None = None) ->
     ax.scatter(real[:, 0], real[:, 1], s=3, alpha=0.3, c="tab:blue", label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=3, alpha=0.3, c="tab:orange", label="generated")
     if centers is not None:
-        ax.scatter(centers[:, 0], centers[:, 1], s=40, marker="x", c="black", label="modes")
+        ax.scatter(centers[:, 0], centers[:, 1], s=60, marker="+", c="black", lw=0.8, label="modes")
     low, high = real.min(0).values, real.max(0).values
     margin = 0.25 * (high - low).max().item()
     ax.set_xlim(low[0].item() - margin, high[0].item() + margin)
     ax.set_ylim(low[1].item() - margin, high[1].item() + margin)
     ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=3)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -93,11 +97,15 @@ class ScatterPlot(L.Callback):
         generator = torch.Generator().manual_seed(self.seed)
         fake = pl_module.sample(self.num_points, generator=generator)[0].float().cpu()
         assert self.real is not None
-        fig = scatter_figure(self.real, fake, self.centers)
+        scores = self.coverage(fake)
+        title = f"generator step {pl_module.g_step}"
+        if scores:
+            covered, quality = scores["modes_covered"].item(), scores["high_quality"].item()
+            title += f": {covered}/{len(self.centers)} modes, {100 * quality:.0f}% high quality"
+        fig = scatter_figure(self.real, fake, self.centers, title)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.dirpath / f"{name}.png")
         log_image(trainer.loggers, "scatter", figure_to_tensor(fig), pl_module.g_step)
-        scores = self.coverage(fake)
         return {f"toy/{k}": v.float() for k, v in scores.items()} if scores else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
