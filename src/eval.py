@@ -1,0 +1,16 @@
+"""Score a checkpoint's generator: ``python src/eval.py ckpt_path=<run>/checkpoints/last.ckpt``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from ganforge.cli import run_job
+from ganforge.metrics.job import evaluate_checkpoint
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    run_job(evaluate_checkpoint, cfg)
+
+
+if __name__ == "__main__":
+    main()

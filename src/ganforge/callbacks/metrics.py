@@ -1,0 +1,113 @@
+"""Generative metrics during training: FID, IS, KID, precision/recall (and mode coverage)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+
+from ganforge.metrics.evaluate import METRIC_NAMES, Evaluator, make_evaluator, module_sampler
+
+log = logging.getLogger(__name__)
+
+
+def is_last_epoch(trainer: L.Trainer) -> bool:
+    """Whether training stops after the current epoch (max_epochs, max_steps or a stop signal);
+    reads the limits without touching the fit loop's state."""
+    epochs_done = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= (
+        trainer.max_epochs
+    )
+    steps_done = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    return bool(epochs_done or steps_done or trainer.should_stop)
+
+
+class GANMetrics(L.Callback):
+    """Score the generator every ``every_n_epochs`` epochs and after the last one, logging
+    ``metrics/fid``, ``metrics/is``, ``metrics/kid``, ``metrics/precision``,
+    ``metrics/recall`` (and ``metrics/modes``, ``metrics/kl_uniform`` in the ``digits``
+    space) to every logger, where checkpointing and sweeps can monitor them.
+
+    Samples come from ``GANModule.sample`` with generators seeded from ``seed``: the same noise
+    at every evaluation, and the training RNG stream untouched. The feature network lives in
+    this callback, not in the LightningModule, so checkpoints do not grow. Real features are
+    computed (or read from ``cache_dir``) when fitting starts, which is also when a missing
+    Inception weights file stops the run. Under DDP every rank generates its share of the
+    samples and computes the synced values. ``fast_dev_run`` smoke tests skip metrics.
+
+    Args:
+        feature_space: ``auto``, ``digits`` or ``inception`` (see :mod:`ganforge.metrics`).
+        num_samples: generated (and at most this many real) samples per evaluation.
+        every_n_epochs: evaluation period; 0 evaluates only after the last epoch.
+        batch_size: samples generated and scored at a time.
+        seed: seed of the evaluation noise and of KID's random subsets.
+        real_split: the datamodule split holding the reference images.
+        cache_dir: where real features are cached (None: recompute every run).
+        feature_extractor_weights_path: weights of the feature network (None: the default).
+        download: fetch missing Inception weights into the torch hub cache.
+        kid_subsets, kid_subset_size, is_splits, pr_neighborhood: metric settings.
+    """
+
+    def __init__(
+        self,
+        feature_space: str = "auto",
+        num_samples: int = 2000,
+        every_n_epochs: int = 5,
+        batch_size: int = 500,
+        seed: int = 0,
+        real_split: str = "train",
+        cache_dir: str | None = None,
+        feature_extractor_weights_path: str | None = None,
+        download: bool = True,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        is_splits: int = 10,
+        pr_neighborhood: int = 3,
+    ):
+        self.every_n_epochs = every_n_epochs
+        self.options = {
+            "feature_space": feature_space,
+            "num_samples": num_samples,
+            "batch_size": batch_size,
+            "seed": seed,
+            "real_split": real_split,
+            "cache_dir": str(Path(cache_dir)) if cache_dir else None,
+            "feature_extractor_weights_path": feature_extractor_weights_path,
+            "download": download,
+            "kid_subsets": kid_subsets,
+            "kid_subset_size": kid_subset_size,
+            "is_splits": is_splits,
+            "pr_neighborhood": pr_neighborhood,
+        }
+        self.evaluator: Evaluator | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.evaluator is not None or trainer.fast_dev_run:
+            return
+        first = trainer.is_global_zero
+        if not first:  # let rank 0 fill the real-feature cache first
+            trainer.strategy.barrier("ganforge_metrics_real")
+        self.evaluator = make_evaluator(
+            trainer.datamodule, device=pl_module.device, write_cache=first, **self.options
+        )
+        if first:
+            trainer.strategy.barrier("ganforge_metrics_real")
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        every = self.every_n_epochs
+        return (every > 0 and (trainer.current_epoch + 1) % every == 0) or is_last_epoch(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.evaluator is None or not self._due(trainer):
+            return
+        values = self.evaluator.evaluate(
+            module_sampler(pl_module), trainer.global_rank, trainer.world_size, pl_module.device
+        )
+        logged = {f"metrics/{k}": v for k, v in values.items() if k in METRIC_NAMES}
+        for name, value in logged.items():
+            pl_module.log(name, value, prog_bar=name == "metrics/fid", sync_dist=False)
+        log.info(
+            "epoch %d metrics: %s",
+            trainer.current_epoch,
+            ", ".join(f"{k}={v:.4g}" for k, v in logged.items()),
+        )
