@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ganforge.report.history import Series
 
@@ -80,6 +81,7 @@ def draw_curves(ax: Axes, history: dict[str, Series], keys: dict[str, str], titl
         steps, values = history[key]
         ax.plot(steps, values, label=label, marker="o" if len(steps) < 20 else None, ms=3)
     ax.set_xlabel("generator iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
