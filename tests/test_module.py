@@ -1,0 +1,128 @@
+"""The GAN LightningModule: update schedule, gradient isolation, and that it actually learns."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from ganforge.data.loader import TensorBatches
+from ganforge.losses import NonSaturatingLoss, WGANGPLoss
+from ganforge.module import GANModule
+from ganforge.nets import VectorDiscriminator, VectorGenerator
+
+
+class PointData(L.LightningDataModule):
+    """Samples of a 1-D Gaussian N(mean, std), served by the in-memory loader."""
+
+    def __init__(self, mean: float, std: float, n: int = 4096, batch_size: int = 128, k: int = 1):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.x = mean + std * torch.randn(n, 1, generator=gen)
+        self.batch_size, self.k = batch_size, k
+
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(self.x, torch.zeros(len(self.x), dtype=torch.long), self.batch_size * self.k)
+
+
+def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999)):
+    return lambda params: torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def point_gan(loss=None, lr: float = 1e-3) -> GANModule:
+    torch.manual_seed(0)
+    return GANModule(
+        VectorGenerator(latent_dim=4, dim=1, hidden=(32, 32)),
+        VectorDiscriminator(dim=1, hidden=(32, 32)),
+        loss or NonSaturatingLoss(),
+        optimizer_g=adam(lr),
+        optimizer_d=adam(lr),
+        num_fixed_samples=8,
+    )
+
+
+def fit(module: GANModule, data: L.LightningDataModule, callbacks=(), **kwargs) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **kwargs,
+    )
+    trainer.fit(module, datamodule=data)
+    return trainer
+
+
+class GradientAudit(L.Callback):
+    """Records, at every optimizer step, which networks hold gradients."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, bool, bool]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        which = "d" if optimizer is trainer.optimizers[0] else "g"
+
+        def has_grad(net: nn.Module) -> bool:
+            return any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+        self.steps.append((which, has_grad(pl_module.generator), has_grad(pl_module.discriminator)))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_n_critic_discriminator_steps_per_generator_step(k: int) -> None:
+    module = point_gan(WGANGPLoss(n_critic=k))
+    audit = GradientAudit()
+    trainer = fit(module, PointData(0.0, 1.0, n=512, batch_size=32, k=k), [audit], max_steps=4 * (k + 1))
+    d_opt, g_opt = trainer.optimizers
+    d_steps = {int(s["step"]) for s in d_opt.state.values()}
+    g_steps = {int(s["step"]) for s in g_opt.state.values()}
+    assert g_steps == {4} and d_steps == {4 * k}
+    assert [w for w, _, _ in audit.steps] == (["d"] * k + ["g"]) * 4
+    assert module.g_step == 4 and trainer.global_step == 4 * (k + 1)
+
+
+def test_gradients_do_not_leak_between_networks() -> None:
+    audit = GradientAudit()
+    fit(point_gan(), PointData(0.0, 1.0, n=256, batch_size=32), [audit], max_steps=6)
+    for which, g_has, d_has in audit.steps:
+        if which == "d":
+            assert d_has and not g_has, "D's update saw gradients in G"
+        else:
+            assert g_has and not d_has, "G's update left gradients in D"
+
+
+def test_generator_learns_a_1d_gaussian() -> None:
+    target_mean, target_std = 3.0, 0.5
+    module = point_gan(lr=2e-3)
+    before = module.sample(2000, generator=torch.Generator().manual_seed(1))[0]
+    assert abs(before.mean() - target_mean) > 2.0  # starts far from the target
+    fit(module, PointData(target_mean, target_std), max_epochs=40)
+    after = module.sample(4000, generator=torch.Generator().manual_seed(1))[0]
+    assert after.mean().item() == pytest.approx(target_mean, abs=0.25)
+    assert after.std().item() == pytest.approx(target_std, abs=0.25)
+
+
+def test_removing_the_generator_step_stops_learning(monkeypatch) -> None:
+    module = point_gan(lr=2e-3)
+    monkeypatch.setattr(module, "generator_step", lambda opt, n: {})
+    fit(module, PointData(3.0, 0.5), max_epochs=40)
+    after = module.sample(4000, generator=torch.Generator().manual_seed(1))[0]
+    assert abs(after.mean().item() - 3.0) > 2.0
+
+
+def test_sampling_leaves_the_global_rng_untouched() -> None:
+    module = point_gan()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    module.sample(16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fixed_noise_is_a_checkpointed_buffer() -> None:
+    module = point_gan()
+    assert "fixed_noise" in module.state_dict()
+    assert torch.equal(point_gan().fixed_noise, module.fixed_noise)
