@@ -134,7 +134,7 @@ def test_conditional_samples_land_on_their_class_mode(conditioning):
         num_fixed_samples=8,
     )
     trainer = L.Trainer(
-        max_steps=2 * 300,  # 300 generator iterations (Lightning counts D and G steps)
+        max_steps=2 * 150,  # 150 generator iterations (Lightning counts D and G steps)
         max_epochs=-1,
         logger=False,
         enable_checkpointing=False,
