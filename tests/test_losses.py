@@ -194,3 +194,10 @@ def test_bad_loss_settings_are_rejected_with_their_name():
         MinimaxLoss(label_smoothing=1.0)
     with pytest.raises(ValueError, match="clip_value"):
         WGANLoss(clip_value=-0.01)
+
+
+def test_label_smoothing_is_refused_where_it_would_do_nothing():
+    with pytest.raises(ValueError, match=r"label_smoothing=0\.1 has no effect on HingeLoss"):
+        HingeLoss(label_smoothing=0.1)
+    with pytest.raises(ValueError, match="LSGANLoss"):
+        LSGANLoss(label_smoothing=0.1)

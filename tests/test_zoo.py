@@ -409,6 +409,38 @@ PAPERS = {
 }
 
 
+EXPERIMENT_ARCH = {
+    "gan_mnist": "gan_mlp",
+    "cgan_mnist": "gan_mlp",
+    "wgan_gp_cifar10": "resnet",
+    "sngan_cifar10": "resnet",
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(PAPERS))
+def test_experiment_trains_one_step_with_its_stabilisers(tiny_digits, tmp_path, experiment):
+    """Each experiment's own schedulers, EMA, DiffAugment, clipping and penalties run; on the
+    tiny digits, with tiny widths, plus instance noise and R1 on top."""
+    arch = EXPERIMENT_ARCH.get(experiment, "dcgan")
+    overrides = [
+        "logger=csv",
+        f"experiment={experiment}",
+        "data=mnist5k",
+        *ARCHS[arch],
+        "model.generator.latent_dim=4",
+        "model.num_fixed_samples=10",
+        "model.instance_noise=0.1",
+        "loss.r1_gamma=1.0",
+        "data.batch_size=2",
+        "data.num_val=8",
+        "callbacks=none",
+        "+trainer.fast_dev_run=true",
+        "trainer.enable_model_summary=false",
+        "++trainer.enable_progress_bar=false",
+    ]
+    assert train(compose_config(overrides, tmp_path)) is None
+
+
 def test_all_zoo_experiments_exist():
     assert set(PAPERS) <= {p.stem for p in (CONF / "experiment").glob("*.yaml")}
 

@@ -63,6 +63,12 @@ class GANLoss(nn.Module):
             raise ValueError(f"loss.n_critic must be >= 1, got {n_critic}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if label_smoothing and not self.probabilistic:
+            raise ValueError(
+                f"loss.label_smoothing={label_smoothing} has no effect on {type(self).__name__}, "
+                "whose D outputs are not probabilities; use loss=nonsaturating or minimax, "
+                "or set it to 0"
+            )
         self.n_critic = n_critic
         self.r1_gamma = r1_gamma
         self.label_smoothing = label_smoothing
