@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ganforge.accel import FastPath
 from ganforge.losses import GANLoss
 from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
 
@@ -59,6 +60,8 @@ class GANModule(L.LightningModule):
         noise_seed: seed of the fixed noise batch (independent of the global seed).
         conditioning: how labels enter the networks (``none``, ``concat``, ``acgan``,
             ``projection``); the network configs read it, the module records it.
+        fast_path: speed options for the networks and optimizers (channels_last, compile,
+            fused optimizers); see :class:`ganforge.accel.FastPath`.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class GANModule(L.LightningModule):
         num_fixed_samples: int = 64,
         noise_seed: int = 1234,
         conditioning: str = "none",
+        fast_path: FastPath | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -101,11 +105,17 @@ class GANModule(L.LightningModule):
         self.conditioning = conditioning
         self.latent_dim: int = generator.latent_dim
         self.num_classes: int = getattr(generator, "num_classes", 0) or 0
+        self.fast_path = fast_path or FastPath()
+        for net in (generator, discriminator):
+            self.fast_path.prepare(net)  # before the EMA copy, so it shares the memory format
         self.g_ema = (
             AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             if ema_decay
             else None
         )
+        self.fast_path.compile_net(generator, "generator")
+        self.fast_path.compile_net(discriminator, "discriminator")
+        self._step_grad_norm: Tensor | None = None
         if self.num_classes:  # whole rows per class in the grid
             num_fixed_samples = -(-num_fixed_samples // self.num_classes) * self.num_classes
         gen = torch.Generator().manual_seed(noise_seed)
@@ -161,8 +171,11 @@ class GANModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self):
-        opt_d = self.optimizer_d(self.discriminator.parameters())
-        opt_g = self.optimizer_g(self.generator.parameters())
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        extra_d = self.fast_path.optimizer_kwargs(self.optimizer_d, self.device, scaler)
+        extra_g = self.fast_path.optimizer_kwargs(self.optimizer_g, self.device, scaler)
+        opt_d = self.optimizer_d(self.discriminator.parameters(), **extra_d)
+        opt_g = self.optimizer_g(self.generator.parameters(), **extra_g)
         optimizers = [opt_d, opt_g]
         factories = [self.scheduler_d, self.scheduler_g]
         schedulers = [f(o) for f, o in zip(factories, optimizers, strict=True) if f is not None]
@@ -189,13 +202,20 @@ class GANModule(L.LightningModule):
             return None
         return torch.randint(self.num_classes, (n,), device=self.device)
 
-    def _clip_and_step(self, opt, params: Iterable[nn.Parameter]) -> Tensor:
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        # Lightning calls this inside opt.step(), after AMP's GradScaler (16-mixed) has unscaled
+        # the gradients, so clipping and the logged norm see their true values.
         if self.grad_clip_norm:
             self.clip_gradients(
-                opt, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm"
+                optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm"
             )
-        norm = grad_norm(params)
+        self._step_grad_norm = grad_norm(p for g in optimizer.param_groups for p in g["params"])
+
+    def _clip_and_step(self, opt) -> Tensor:
+        """Step ``opt`` (clipping in :meth:`on_before_optimizer_step`); return the grad norm."""
         opt.step()
+        norm = self._step_grad_norm
+        assert norm is not None, "on_before_optimizer_step did not run"
         return norm
 
     def discriminator_step(self, opt, real: Tensor, y: Tensor | None) -> dict[str, Tensor]:
@@ -216,7 +236,7 @@ class GANModule(L.LightningModule):
                 loss = loss + self.aux_weight * aux
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            norm = self._clip_and_step(opt, self.discriminator.parameters())
+            norm = self._clip_and_step(opt)
             self.loss.after_d_step(self.discriminator)
         return {
             "loss/d": loss.detach(),
@@ -238,13 +258,14 @@ class GANModule(L.LightningModule):
                 loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            norm = self._clip_and_step(opt, self.generator.parameters())
+            norm = self._clip_and_step(opt)
         if self.g_ema is not None:
             self.g_ema.update_parameters(self.generator)
         return {"loss/g": loss.detach(), "grad_norm/g": norm}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
+        x = self.fast_path.format_batch(x)
         opt_d, opt_g = self.optimizers()
         k = self.loss.n_critic
         if x.shape[0] % k:
@@ -253,9 +274,14 @@ class GANModule(L.LightningModule):
             d_logs = self.discriminator_step(opt_d, real, self._labels(labels))
         g_logs = self.generator_step(opt_g, x.shape[0] // k)
         logs = {**d_logs, **g_logs}
-        self.log_dict(
-            {k_: v for k_, v in logs.items() if k_.startswith("loss/")}, prog_bar=True, on_step=True
-        )
+        losses = {k_: v for k_, v in logs.items() if k_.startswith("loss/")}
+        # Lightning turns progress-bar values into Python numbers after every step, a host sync
+        # on a GPU; without a live bar, the bar shows epoch means (read once per epoch).
+        live = self.fast_path.live_progress_bar
+        self.log_dict(losses, prog_bar=live, on_step=True)
+        if not live:
+            epoch_means = {f"{k_}_epoch": v for k_, v in losses.items()}
+            self.log_dict(epoch_means, prog_bar=True, on_step=False, on_epoch=True, logger=False)
         self.log_dict({k_: v for k_, v in logs.items() if not k_.startswith("loss/")}, on_step=True)
         if self.scheduler_interval == "step":
             self._step_schedulers()
