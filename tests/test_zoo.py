@@ -23,7 +23,14 @@ from ganforge.data.mnist5k import MNIST5kDataModule
 from ganforge.errors import GanforgeError
 from ganforge.losses import NonSaturatingLoss
 from ganforge.module import GANModule
-from ganforge.nets import ResNetDiscriminator, ResNetGenerator, VectorDiscriminator, VectorGenerator
+from ganforge.nets import (
+    DCGANDiscriminator,
+    MLPDiscriminator,
+    ResNetDiscriminator,
+    ResNetGenerator,
+    VectorDiscriminator,
+    VectorGenerator,
+)
 from ganforge.run import build_module, train
 from tests.conftest import CONF, compose_config
 
@@ -234,15 +241,23 @@ def test_resnet_rejects_other_sizes_naming_them(size):
         ResNetDiscriminator(image_size=size)
 
 
-def test_spectral_norm_parametrizes_every_discriminator_weight():
-    d = ResNetDiscriminator(
-        base_width=2, spectral_norm=True, num_classes=10, conditioning="projection"
-    )
+SMALL_DISCRIMINATORS = {
+    "resnet": (partial(ResNetDiscriminator, base_width=2), (3, 32, 32)),
+    "dcgan": (partial(DCGANDiscriminator, channels=3, image_size=16, base_width=2), (3, 16, 16)),
+    "mlp": (partial(MLPDiscriminator, channels=3, image_size=8, hidden=(4,)), (3, 8, 8)),
+    "vector": (partial(VectorDiscriminator, hidden=(4,)), (2,)),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL_DISCRIMINATORS))
+def test_spectral_norm_parametrizes_every_discriminator_weight(arch):
+    make, shape = SMALL_DISCRIMINATORS[arch]
+    d = make(spectral_norm=True, num_classes=10, conditioning="projection")
     weighted = [m for m in d.modules() if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding)]
-    assert len(weighted) > 5
+    assert len(weighted) >= 3
     assert all(parametrize.is_parametrized(m, "weight") for m in weighted)
-    d(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))  # the power iteration runs
-    plain = ResNetDiscriminator(base_width=2)
+    d(torch.randn(2, *shape), torch.tensor([0, 1]))  # the power iteration runs
+    plain = make(num_classes=10, conditioning="projection")
     assert not any(parametrize.is_parametrized(m) for m in plain.modules())
 
 

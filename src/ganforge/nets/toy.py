@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ganforge.nets.conditioning import Discriminator, LatentWithLabel, check_conditioning
+from ganforge.nets.init import apply_spectral_norm
 
 
 def _mlp(width: int, hidden: Sequence[int]) -> tuple[list[nn.Module], int]:
@@ -46,9 +47,12 @@ class VectorDiscriminator(Discriminator):
         self,
         dim: int = 2,
         hidden: Sequence[int] = (128, 128),
+        spectral_norm: bool = False,
         num_classes: int | None = None,
         conditioning: str = "none",
     ):
         k = check_conditioning(conditioning, num_classes)
         layers, width = _mlp(dim + (k if conditioning == "concat" else 0), hidden)
         super().__init__(nn.Sequential(*layers), width, k, conditioning)
+        if spectral_norm:
+            apply_spectral_norm(self)
