@@ -364,13 +364,13 @@ PAPERS = {
     "gan_mnist": {
         "model.generator._target_": "ganforge.nets.MLPGenerator",
         "model.optimizer_d._target_": "torch.optim.SGD",
-        "model.optimizer_d.lr": 0.1,
+        "model.optimizer_d.momentum": 0.5,
         "data.batch_size": 100,
         "model.conditioning": "none",
     },
     "cgan_mnist": {
         "model.conditioning": "concat",
-        "model.optimizer_g.lr": 0.1,
+        "model.optimizer_g.momentum": 0.5,
         "data.batch_size": 100,
     },
     "dcgan_mnist": {
