@@ -103,9 +103,8 @@ def test_every_architecture_loss_and_conditioning_survives_fast_dev_run(
         "trainer.enable_model_summary=false",
         "++trainer.enable_progress_bar=false",
     ]
-    assert (
-        train(compose_config(overrides, tmp_path)) is None
-    )  # no metric callback in the run, so no metric to return
+    # no metrics callback runs, so there is no metric to return
+    assert train(compose_config(overrides, tmp_path)) is None
 
 
 # ---------------------------------------------------------------- conditional toy mixture
