@@ -23,7 +23,9 @@ class PointData(L.LightningDataModule):
         self.batch_size, self.k = batch_size, k
 
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.x, torch.zeros(len(self.x), dtype=torch.long), self.batch_size * self.k)
+        return TensorBatches(
+            self.x, torch.zeros(len(self.x), dtype=torch.long), self.batch_size * self.k
+        )
 
 
 def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999)):
@@ -75,7 +77,9 @@ class GradientAudit(L.Callback):
 def test_n_critic_discriminator_steps_per_generator_step(k: int) -> None:
     module = point_gan(WGANGPLoss(n_critic=k))
     audit = GradientAudit()
-    trainer = fit(module, PointData(0.0, 1.0, n=512, batch_size=32, k=k), [audit], max_steps=4 * (k + 1))
+    trainer = fit(
+        module, PointData(0.0, 1.0, n=512, batch_size=32, k=k), [audit], max_steps=4 * (k + 1)
+    )
     d_opt, g_opt = trainer.optimizers
     d_steps = {int(s["step"]) for s in d_opt.state.values()}
     g_steps = {int(s["step"]) for s in g_opt.state.values()}
@@ -107,7 +111,7 @@ def test_generator_learns_a_1d_gaussian() -> None:
 
 def test_removing_the_generator_step_stops_learning(monkeypatch) -> None:
     module = point_gan(lr=2e-3)
-    monkeypatch.setattr(module, "generator_step", lambda opt, n: {})
+    monkeypatch.setattr(module, "generator_step", lambda opt, fake, y: {})
     fit(module, PointData(3.0, 0.5), max_epochs=40)
     after = module.sample(4000, generator=torch.Generator().manual_seed(1))[0]
     assert abs(after.mean().item() - 3.0) > 2.0
