@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -17,10 +20,22 @@ def total_optimizer_steps(g_steps: int, n_critic: int) -> int:
     return -1 if g_steps is None or g_steps < 0 else g_steps * (n_critic + 1)
 
 
+def if_multirun(value: Any, default: Any = None) -> Any:
+    """``value`` inside a Hydra multirun job, ``default`` in a single run (e.g. W&B groups)."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return value if multirun else default
+
+
 def register_resolvers() -> None:
     """Register ganforge's resolvers once (safe to call repeatedly)."""
-    if not OmegaConf.has_resolver("gan_steps"):
-        OmegaConf.register_new_resolver("gan_steps", total_optimizer_steps)
+    resolvers = {
+        "gan_steps": total_optimizer_steps,
+        "if_multirun": if_multirun,
+        "basename": lambda path: Path(path).name,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def instantiate_list(node: DictConfig | None) -> list[Any]:
