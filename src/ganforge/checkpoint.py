@@ -30,6 +30,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def resume_path(ckpt_path: str | None, checkpoint_dir: str | Path | None) -> str | None:
+    """The checkpoint a run resumes from: ``ckpt_path`` as given, except that ``last`` means the
+    run folder's ``last.ckpt`` if it exists and a fresh start otherwise (so a job requeued into
+    its folder, e.g. by SLURM, continues where it stopped)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    last = Path(checkpoint_dir or ".") / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> DictConfig:
     """The run config stored in a ganforge checkpoint."""
     if "ganforge_config" not in ckpt:
