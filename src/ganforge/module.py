@@ -197,11 +197,6 @@ class GANModule(L.LightningModule):
     def _labels(self, y: Tensor) -> Tensor | None:
         return y if self.num_classes else None
 
-    def _random_labels(self, n: int) -> Tensor | None:
-        if not self.num_classes:
-            return None
-        return torch.randint(self.num_classes, (n,), device=self.device)
-
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         # Lightning calls this inside opt.step(), after AMP's GradScaler (16-mixed) has unscaled
         # the gradients, so clipping and the logged norm see their true values.
@@ -218,12 +213,16 @@ class GANModule(L.LightningModule):
         assert norm is not None, "on_before_optimizer_step did not run"
         return norm
 
-    def discriminator_step(self, opt, real: Tensor, y: Tensor | None) -> dict[str, Tensor]:
-        """One discriminator update on a real batch and a fresh fake batch."""
+    def discriminator_step(
+        self, opt, real: Tensor, y: Tensor | None, fake: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """One discriminator update on a real batch and a fake batch (fresh unless given)."""
         with self.toggled_optimizer(opt):
-            z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
-            with torch.no_grad():
-                fake = self.generator(z, y)
+            if fake is None:
+                z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+                with torch.no_grad():
+                    fake = self.generator(z, y)
+            fake = fake.detach()
             real_in, fake_in = self._d_input(real), self._d_input(fake)
             real_out, real_cls = split_output(self.discriminator(real_in, y))
             fake_out, fake_cls = split_output(self.discriminator(fake_in, y))
@@ -245,14 +244,11 @@ class GANModule(L.LightningModule):
             "grad_norm/d": norm,
         }
 
-    def generator_step(self, opt, batch_size: int) -> dict[str, Tensor]:
-        """One generator update against the current discriminator."""
+    def generator_step(self, opt, fake: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        """One generator update against the current discriminator on ``fake = G(z, y)``, whose
+        graph back to G's weights is kept."""
         with self.toggled_optimizer(opt):
-            z = torch.randn(batch_size, self.latent_dim, device=self.device)
-            y = self._random_labels(batch_size)
-            fake_out, fake_cls = split_output(
-                self.discriminator(self._d_input(self.generator(z, y)), y)
-            )
+            fake_out, fake_cls = split_output(self.discriminator(self._d_input(fake), y))
             loss = self.loss.g_loss(fake_out)
             if fake_cls is not None:
                 loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)
@@ -270,9 +266,16 @@ class GANModule(L.LightningModule):
         k = self.loss.n_critic
         if x.shape[0] % k:
             raise ValueError(f"batch of {x.shape[0]} images does not split into n_critic={k} parts")
-        for real, labels in zip(x.chunk(k), y.chunk(k), strict=True):
-            d_logs = self.discriminator_step(opt_d, real, self._labels(labels))
-        g_logs = self.generator_step(opt_g, x.shape[0] // k)
+        chunks = list(zip(x.chunk(k), y.chunk(k), strict=True))
+        for real, labels in chunks[:-1]:
+            self.discriminator_step(opt_d, real, self._labels(labels))
+        # The last critic step's fake batch, made with its graph, also serves G's update, as in
+        # the DCGAN reference loop: one generator forward per step fewer.
+        real, labels = chunks[-1][0], self._labels(chunks[-1][1])
+        z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+        fake = self.generator(z, labels)
+        d_logs = self.discriminator_step(opt_d, real, labels, fake)
+        g_logs = self.generator_step(opt_g, fake, labels)
         logs = {**d_logs, **g_logs}
         losses = {k_: v for k_, v in logs.items() if k_.startswith("loss/")}
         # Lightning turns progress-bar values into Python numbers after every step, a host sync
