@@ -27,7 +27,8 @@ def test_every_group_option_composes_and_resolves(group: str, option: str, tmp_p
     from omegaconf import OmegaConf
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved[group] is not None or group in {"experiment", "hparams_search", "debug"}
+    if group not in {"experiment", "hparams_search", "debug"}:  # these set keys elsewhere
+        assert resolved[group] is not None
 
 
 @pytest.mark.parametrize("option", ["adam", "rmsprop", "sgd"])

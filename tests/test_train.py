@@ -1,6 +1,7 @@
 """Training end to end through the real configs: run folder, resume, DDP, the CLI.
 
-Every model x loss x conditioning fast_dev_run lives in test_zoo.py.
+Every model x loss x conditioning fast_dev_run lives in test_zoo.py; DDP (ddp_sim, 4 CPU
+processes, resume) in test_scale.py.
 """
 
 from __future__ import annotations
@@ -73,23 +74,3 @@ def test_cli_debug_run_and_clear_error(tmp_path: Path) -> None:
     bad = run_cli(["src/train.py", "debug=fdr", "data.image_size=48", *common])
     assert bad.returncode == 1
     assert "image_size=48" in bad.stderr and "Traceback" not in bad.stderr
-
-
-def test_ddp_sim_trains_in_two_processes(tmp_path: Path) -> None:
-    out = run_cli(
-        [
-            "src/train.py",
-            "trainer=ddp_sim",
-            "logger=csv",
-            f"hydra.run.dir={tmp_path}",
-            "trainer.max_epochs=1",
-            "+trainer.limit_train_batches=2",
-            "data.image_size=16",
-            *TINY["dcgan"],
-            *QUIET,
-        ]
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "MEMBER: 2/2" in out.stdout + out.stderr
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 2 * 2
