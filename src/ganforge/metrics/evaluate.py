@@ -3,9 +3,9 @@
 Sample ``i`` of an evaluation belongs to chunk ``j``; chunks are near-equal slices of the
 ``num_samples`` indices, ``world_size`` times as many as a rank needs batches, and rank ``r``
 takes chunks ``r, r + world_size, ...``. So every rank makes the same number of metric updates
-(collectives stay matched), ranks draw distinct noise (chunk ``j``'s generator is seeded from
-``(seed, j)``), and after the metrics sync their states are in chunk order, exactly as one
-process feeding the same chunks in order would have them.
+(collectives stay matched), ranks draw distinct noise (a chunk's generator is seeded from
+``seed`` and the chunk's first sample index), and after the metrics sync their states are in
+chunk order, exactly as one process feeding the same chunks in order would have them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ganforge.errors import GanforgeError
 from ganforge.metrics.features import (
     build_feature_extractor,
     fingerprint,
@@ -87,6 +88,13 @@ class Evaluator:
         )
 
     @torch.no_grad()
+    def __post_init__(self) -> None:
+        if self.num_samples < 2 or self.batch_size < 1:
+            raise GanforgeError(
+                f"metrics need num_samples >= 2 and batch_size >= 1, got num_samples="
+                f"{self.num_samples}, batch_size={self.batch_size}"
+            )
+
     def update_real(self, suite: MetricSuite, rank: int = 0, world_size: int = 1) -> None:
         """Feed this rank's chunks of the real features."""
         device = suite.fid.device

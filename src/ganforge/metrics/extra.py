@@ -47,9 +47,9 @@ class PrecisionRecall(Metric):
         return torch.tensor(precision), torch.tensor(recall)
 
 
-class ModeCoverage(Metric):
-    """How many classes a classifier finds among generated samples, and how far the class
-    histogram is from uniform (KL divergence in nats; 0 for perfectly balanced classes).
+class ClassCoverage(Metric):
+    """Mode coverage by a classifier: how many classes it assigns to generated samples, and
+    how far the class histogram is from uniform (KL in nats; 0 for perfectly balanced).
 
     A class counts as covered once it is assigned at least ``min_count`` samples.
     """

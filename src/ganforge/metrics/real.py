@@ -38,13 +38,13 @@ def real_features(
     """Features and logits of the first ``num_samples`` images of ``split`` (all of them when
     the split is smaller), read from ``cache_dir`` when cached there and written otherwise
     (``write=False`` on DDP ranks other than 0)."""
-    images, _ = datamodule.real_images(split)
+    images, _ = datamodule.real_images(split, limit=num_samples)
     if len(images) < 2:
         raise GanforgeError(
             f"real split {split!r} of {datamodule.name!r} has {len(images)} images; metrics need "
             "at least 2 (use real_split=train or a larger data.num_val)"
         )
-    n = min(num_samples, len(images))
+    n = len(images)
     seed = getattr(datamodule, "seed", None)
     name = datamodule.name if seed is None else f"{datamodule.name}_seed{seed}"
     key = real_stats_key(name, split, images.shape[-1], images.shape[1], space, n)
@@ -53,7 +53,7 @@ def real_features(
         cached = torch.load(path, map_location="cpu")
         return cached["features"], cached["logits"]
     log.info("computing real-data features for %s (%d images)", key, n)
-    features, logits = extract(extractor, images[:n], batch_size, torch.device(device))
+    features, logits = extract(extractor, images, batch_size, torch.device(device))
     if path is not None and write:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
-from ganforge.metrics.extra import ModeCoverage, PrecisionRecall
+from ganforge.metrics.extra import ClassCoverage, PrecisionRecall
 
 
 class Given(nn.Module):
@@ -57,7 +57,7 @@ class MetricSuite(nn.Module):
                 feature=Given(num_features), subsets=kid_subsets, subset_size=kid_subset_size
             )
         self.pr = PrecisionRecall(neighborhood=pr_neighborhood)
-        self.modes = ModeCoverage(num_classes) if count_modes else None
+        self.modes = ClassCoverage(num_classes) if count_modes else None
 
     def update(self, features: Tensor, logits: Tensor, real: bool) -> None:
         """Add a batch of real or generated features (N, D) and class logits (N, K)."""
