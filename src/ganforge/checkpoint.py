@@ -21,7 +21,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise GanforgeError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise GanforgeError(
             f"checkpoint {path} cannot be read (truncated or not a PyTorch file): {err}"
         ) from None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 from hydra.errors import InstantiationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.errors import GanforgeError
@@ -18,6 +20,8 @@ T = TypeVar("T")
 
 #: exceptions whose message is the whole story: bad values, missing files
 USER_ERRORS = (GanforgeError, ValueError, FileNotFoundError)
+#: exit status of a run stopped by a signal (128 + SIGTERM, as a shell reports it)
+EXIT_PREEMPTED = 128 + signal.SIGTERM
 
 
 def _user_error(err: BaseException) -> BaseException | None:
@@ -36,6 +40,10 @@ def run_job(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     with ``HYDRA_FULL_ERROR=1``); always finish the W&B run so sweep jobs never merge."""
     try:
         return job(cfg)
+    except SIGTERMException:
+        # Lightning stopped at a step boundary; the Preemption callback wrote the checkpoint
+        log.error("training stopped by SIGTERM/SIGINT; exiting with status %d", EXIT_PREEMPTED)
+        sys.exit(EXIT_PREEMPTED)
     except Exception as err:
         user = _user_error(err)
         if user is None or os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -21,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganforge.accel import FastPath
 from ganforge.losses import GANLoss
+from ganforge.resume import WANDB_RUN_ID, wandb_run_id
 from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
@@ -259,7 +260,7 @@ class GANModule(L.LightningModule):
             self.g_ema.update_parameters(self.generator)
         return {"loss/g": loss.detach(), "grad_norm/g": norm}
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch
         x = self.fast_path.format_batch(x)
         opt_d, opt_g = self.optimizers()
@@ -286,12 +287,12 @@ class GANModule(L.LightningModule):
             epoch_means = {f"{k_}_epoch": v for k_, v in losses.items()}
             self.log_dict(epoch_means, prog_bar=True, on_step=False, on_epoch=True, logger=False)
         self.log_dict({k_: v for k_, v in logs.items() if not k_.startswith("loss/")}, on_step=True)
-        if self.scheduler_interval == "step":
+        # Epoch schedulers step with the epoch's last batch, before the batch-end hooks (as
+        # Lightning does for automatic optimization), so a checkpoint written after that batch
+        # already holds the stepped schedulers and resumes exactly.
+        if self.scheduler_interval == "step" or self.trainer.is_last_batch:
             self._step_schedulers()
-
-    def on_train_epoch_end(self) -> None:
-        if self.scheduler_interval == "epoch":
-            self._step_schedulers()
+        return logs  # detached step scalars, for callbacks (the divergence guard checks them)
 
     def _step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
@@ -313,6 +314,8 @@ class GANModule(L.LightningModule):
         checkpoint["rng_states"] = capture_rng_states()
         if self.run_config is not None:
             checkpoint["ganforge_config"] = self.run_config
+        if self._trainer is not None and (run_id := wandb_run_id(self.trainer.loggers)):
+            checkpoint[WANDB_RUN_ID] = run_id  # a resumed job continues this W&B run
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")

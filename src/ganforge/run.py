@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ganforge import checks
 from ganforge.config import instantiate_list
-from ganforge.errors import GanforgeError
 from ganforge.module import GANModule
+from ganforge.resume import resume_wandb
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,6 @@ def build_module(cfg: DictConfig) -> GANModule:
     return module
 
 
-def _check_data_fits_model(datamodule: Any, cfg: DictConfig) -> None:
-    conditioning = cfg.model.get("conditioning", "none")
-    if conditioning != "none" and not getattr(datamodule, "num_classes", None):
-        raise GanforgeError(
-            f"model.conditioning={conditioning} needs labelled data, but data "
-            f"{getattr(datamodule, 'name', type(datamodule).__name__)!r} has no labels "
-            "(num_classes is null). Use a labelled dataset or model.conditioning=none."
-        )
-
-
 def train(cfg: DictConfig) -> float | None:
     """Fit a GAN as configured; return the value of ``cfg.optimized_metric`` (for sweeps)."""
     if cfg.get("seed") is not None:
@@ -55,12 +45,19 @@ def train(cfg: DictConfig) -> float | None:
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
 
     log.info("building datamodule <%s>", cfg.data._target_)
+    checks.check_data_path(cfg.data)
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     log.info("building model <%s>", cfg.model.generator._target_)
-    _check_data_fits_model(datamodule, cfg)
+    checks.check_data_fits_model(datamodule, cfg)
     module = build_module(cfg)
+    checks.check_networks_fit_data(module, datamodule)
+    if cfg.get("ckpt_path"):
+        ckpt = checks.check_resume_checkpoint(cfg.ckpt_path, module, cfg)
+        if run_id := resume_wandb(cfg.get("logger"), ckpt):
+            log.info("resuming W&B run %s", run_id)
 
     callbacks = instantiate_list(cfg.get("callbacks"))
+    checks.run_preflights([datamodule, *callbacks])
     loggers = instantiate_list(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for logger in loggers:

@@ -7,9 +7,6 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-#: batches Lightning's training loop fetches ahead of the step it runs
-PREFETCHED_BATCHES = 1
-
 
 def to_float(x: Tensor) -> Tensor:
     """Images as float in [-1, 1]: uint8 pixels are scaled, float tensors pass through.
@@ -58,9 +55,9 @@ class TensorBatches:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
-        self.epoch = 0
-        self._served = 0
-        self._resume_at = 0
+        self.epoch = 0  # set by Lightning at each epoch start, through set_epoch
+        self._served = 0  # batches served in the current pass
+        self._resume: tuple[int, int] | None = None  # (epoch, served) from load_state_dict
         per_rank = len(x) // world_size
         if drop_last and per_rank < batch_size:
             raise ValueError(
@@ -81,26 +78,36 @@ class TensorBatches:
             order = torch.arange(n)
         return order[self.rank :: self.world_size].to(self.x.device)
 
+    @property
+    def sampler(self) -> TensorBatches:
+        """Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start (also when
+        resuming); this loader is its own sampler, so its order follows Lightning's epoch."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self._order(self.epoch)
-        aug_gen = torch.Generator().manual_seed(self.seed + 7919 * (self.epoch + 1) + self.rank)
-        start, self._resume_at = self._resume_at, 0
+        # The body runs at the first batch, after Lightning's set_epoch: a pass continues a
+        # restored position only if it is in the restored epoch (Lightning may hand the
+        # iterator it built while restoring to the next epoch).
+        epoch = self.epoch
+        resume, self._resume = self._resume, None
+        start = resume[1] if resume is not None and resume[0] == epoch else 0
+        order = self._order(epoch)
+        aug_gen = torch.Generator().manual_seed(self.seed + 7919 * (epoch + 1) + self.rank)
         for i in range(start, len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             self._served = i + 1
             if self.augment != "none":
                 # keep the augmentation stream aligned with the batch index on resume
-                aug_gen.manual_seed(self.seed + 7919 * (self.epoch + 1) + self.rank + i)
+                aug_gen.manual_seed(self.seed + 7919 * (epoch + 1) + self.rank + i)
             yield augment_batch(to_float(self.x[idx]), self.augment, aug_gen), self.y[idx]
-        self.epoch += 1
-        self._served = 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "served": self._served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        # Lightning's training loop prefetches one batch ahead, so when a checkpoint is written
-        # after batch i the iterator has already served i + 2 batches (or, after an epoch's last
-        # batch, moved on to the next epoch with none served).
-        self.epoch = int(state["epoch"])
-        self._resume_at = max(int(state["served"]) - PREFETCHED_BATCHES, 0)
+        # Lightning fetches no batch ahead from a loader with a length, so ``served`` counts
+        # exactly the batches trained on when the checkpoint was written.
+        self._resume = (int(state["epoch"]), int(state["served"]))
