@@ -45,8 +45,9 @@ def resolve_inception_weights(path: str | Path | None = None, download: bool = T
         return target
     hint = (
         f"The inception feature space needs {WEIGHTS_FILE} (InceptionV3, 2015-12-05 weights). "
-        f"Download {URL_INCEPTION_V3} and put it at {target} (the torch hub cache), or pass "
-        "feature_extractor_weights_path=/path/to/it; or use feature_space=digits for digit data."
+        f"Download {URL_INCEPTION_V3} and put it at {target} (the torch hub cache), or set "
+        "feature_extractor_weights_path=/path/to/it (callbacks.metrics.* when training, "
+        "metrics.* for src/eval.py); or use feature_space=digits for digit data."
     )
     if not download:
         raise GanforgeError(f"{target} is missing and downloads are off. {hint}")
