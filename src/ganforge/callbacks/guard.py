@@ -28,24 +28,28 @@ class DivergenceError(GanforgeError):
     """Training produced NaN or Inf; the last good checkpoint is kept."""
 
 
-def first_nonfinite(module: nn.Module) -> str | None:
-    """Name of the first parameter or floating-point buffer of ``module`` holding NaN or Inf.
-
-    One fused norm over all tensors decides (a single host sync); names are looked up only
-    when that norm is not finite.
-    """
-    named = [
+def _floating(module: nn.Module) -> list[tuple[str, Tensor]]:
+    return [
         (name, t.detach())
         for name, t in chain(module.named_parameters(), module.named_buffers())
         if t.is_floating_point()
     ]
-    if not named:
-        return None
-    total = torch.nn.utils.get_total_norm([t for _, t in named], error_if_nonfinite=False)
-    if torch.isfinite(total):
+
+
+def weight_norm(module: nn.Module) -> Tensor:
+    """One fused L2 norm over all parameters and floating-point buffers: NaN/Inf if any is."""
+    tensors = [t for _, t in _floating(module)]
+    if not tensors:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(tensors, error_if_nonfinite=False)
+
+
+def first_nonfinite(module: nn.Module) -> str | None:
+    """Name of the first parameter or floating-point buffer of ``module`` holding NaN or Inf."""
+    if torch.isfinite(weight_norm(module)):
         return None
     # the norm can overflow on huge but finite weights: only a real NaN/Inf counts
-    return next((name for name, t in named if not torch.isfinite(t).all()), None)
+    return next((name for name, t in _floating(module) if not torch.isfinite(t).all()), None)
 
 
 def network_of(metric: str) -> str:
@@ -59,8 +63,8 @@ class DivergenceGuard(L.Callback):
 
     Args:
         networks: attribute names of the module's networks to check.
-        check_every_n_steps: weight check interval in generator steps (losses are checked every
-            step; the check is also made at every epoch end, before checkpoints are saved).
+        check_every_n_steps: check interval in generator steps (one host sync per check; every
+            epoch end is checked too). Keep it a divisor of any step-based checkpoint interval.
         collapse_metric: logged metric watched for mode collapse (e.g. ``metrics/modes``).
         collapse_floor: warn once when ``collapse_metric`` drops below this value; null disables.
     """
@@ -80,26 +84,26 @@ class DivergenceGuard(L.Callback):
         self.collapse_floor = collapse_floor
         self.collapse_flagged = False
 
-    def check_weights(self, pl_module: L.LightningModule) -> None:
-        """Raise if any watched network holds a NaN/Inf parameter or buffer."""
+    def check(self, pl_module: L.LightningModule, outputs: Any = None) -> None:
+        """Raise if a scalar the training step returned (losses, D outputs, grad norms) or a
+        weight of a watched network is NaN/Inf. All values are reduced on the device and read
+        back once; names are looked up only when something is not finite."""
+        scalars = {
+            k: v.detach().float().reshape(())
+            for k, v in (outputs.items() if isinstance(outputs, Mapping) else ())
+            if isinstance(v, Tensor) and v.numel() == 1
+        }
+        norms = [weight_norm(getattr(pl_module, name)) for name in self.networks]
+        values = torch.stack([t.to(pl_module.device) for t in (*scalars.values(), *norms)])
+        if bool(torch.isfinite(values).all()):
+            return
+        for metric, value in scalars.items():
+            if not torch.isfinite(value):
+                self._fail(pl_module, f"{metric} of the {network_of(metric)} is {value.item()}")
         for name in self.networks:
             bad = first_nonfinite(getattr(pl_module, name))
             if bad is not None:
                 self._fail(pl_module, f"the {name} tensor {name}.{bad} is NaN or Inf")
-
-    def check_outputs(self, pl_module: L.LightningModule, outputs: Any) -> None:
-        """Raise if a scalar the training step returned (losses, grad norms) is NaN/Inf."""
-        if not isinstance(outputs, Mapping):
-            return
-        values = {k: v for k, v in outputs.items() if isinstance(v, Tensor) and v.numel() == 1}
-        if not values:
-            return
-        finite = torch.isfinite(torch.stack([v.float().reshape(()) for v in values.values()]))
-        if bool(finite.all()):
-            return
-        pairs = zip(values.items(), finite, strict=True)
-        metric, value = next(item for item, ok in pairs if not ok)
-        self._fail(pl_module, f"{metric} of the {network_of(metric)} is {value.item()}")
 
     def _fail(self, pl_module: L.LightningModule, what: str) -> None:
         ckpt = getattr(pl_module.trainer.checkpoint_callback, "last_model_path", "")
@@ -135,13 +139,12 @@ class DivergenceGuard(L.Callback):
             self._flag_collapse(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.check_outputs(pl_module, outputs)
         if pl_module.g_step % self.check_every_n_steps == 0:
-            self.check_weights(pl_module)
+            self.check(pl_module, outputs)
         self._check_collapse(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.check_weights(pl_module)
+        self.check(pl_module)
         self._check_collapse(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
