@@ -240,9 +240,9 @@ def test_mode_collapse_is_flagged_once(tmp_path: Path, caplog) -> None:
     assert "metrics/modes = 4 is below the floor 5" in flagged[0]
 
 
-def _clear_error(tmp_path: Path, capsys, *overrides: str) -> str:
+def _clear_error(tmp_path: Path, capsys, *overrides: str, base: list[str] = TINY) -> str:
     """Run the job the way ``src/train.py`` does and return the one-line error it prints."""
-    cfg = make(tmp_path, *TINY, "trainer.max_epochs=1", *overrides)
+    cfg = make(tmp_path, *base, "trainer.max_epochs=1", *overrides)
     with pytest.raises(SystemExit) as info:
         run_job(train, cfg)
     assert info.value.code == 1
@@ -302,6 +302,18 @@ def test_checkpoint_of_other_architecture_names_the_change(tmp_path: Path, capsy
     err = _clear_error(tmp_path, capsys, f"ckpt_path={path}")
     assert "was written for another architecture" in err
     assert "model.generator.base_width: 16 -> 8" in err
+
+
+def test_metric_weights_missing_offline_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "pt_inception.pth"
+    err = _clear_error(
+        tmp_path,
+        capsys,
+        "callbacks.metrics.feature_space=inception",
+        f"callbacks.metrics.feature_extractor_weights_path={missing}",
+        base=[o for o in TINY if not o.startswith("callbacks.metrics")],
+    )
+    assert f"Inception weights not found at feature_extractor_weights_path={missing}" in err
 
 
 def test_unknown_group_option_through_the_cli(tmp_path: Path) -> None:
