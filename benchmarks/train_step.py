@@ -69,6 +69,8 @@ CASES = {
     "wgan_gp": Case(["model=dcgan", "loss=wgan_gp"], 64, 1, 3, n_critic=5),
     # the fully connected GAN of Goodfellow et al. 2014
     "mlp": Case(["model=gan_mlp", "loss=nonsaturating"], 128, 3, 20),
+    # the ResNet GAN (WGAN-GP / SNGAN layout) at 32x32, non-saturating loss; for GPU runs
+    "resnet": Case(["model=resnet", "loss=nonsaturating"], 64, 1, 4),
 }
 
 FRAMEWORK = [
@@ -206,9 +208,9 @@ class ProfileOneStep(L.Callback):
             self.profiler.__exit__(None, None, None)
 
 
-def profile_step(case: Case) -> list[dict[str, float | str]]:
+def profile_step(case: Case, extra: list[str] = ()) -> list[dict[str, float | str]]:
     """The ops taking the most self CPU time in one framework iteration (no callbacks)."""
-    overrides = [*case.overrides, f"data.batch_size={case.batch_size}", *FRAMEWORK]
+    overrides = [*case.overrides, f"data.batch_size={case.batch_size}", *FRAMEWORK, *extra]
     cfg = compose_config([*overrides, f"max_g_steps={ProfileOneStep.warmup + 2}"])
     with open_dict(cfg):
         cfg.callbacks = {"profile": {"_target_": f"{ProfileOneStep.__module__}.ProfileOneStep"}}
@@ -256,7 +258,9 @@ def run_pairs(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument(
+        "--cases", nargs="+", default=["dcgan", "wgan_gp", "mlp"], choices=list(CASES)
+    )
     parser.add_argument("--repeats", type=int, default=2, help="fresh runs per case and variant")
     parser.add_argument("--pairs", type=int, default=None, help="timed step pairs per run")
     parser.add_argument("--no-callbacks", action="store_true", help="skip framework+callbacks")
@@ -306,7 +310,7 @@ def main() -> None:
             )
             raw[name][v] = {"plain_s": [p for p, _ in timed], "framework_s": [f for _, f in timed]}
         if args.profile:
-            raw[name]["profile_top_ops"] = profile_step(case)
+            raw[name]["profile_top_ops"] = profile_step(case, args.overrides)
     print()
     print_table(rows, list(rows[0]))
     write_json(

@@ -297,3 +297,23 @@ def test_fused_optimizer_only_where_it_applies():
     preset = partial(torch.optim.Adam, lr=1e-3, fused=False)
     assert fast.optimizer_kwargs(preset, cuda, grad_scaler=False) == {}
     assert FastPath().optimizer_kwargs(adam, cuda, grad_scaler=False) == {}
+
+
+def test_tools_load_checkpoints_of_compiled_runs_uncompiled(make_cfg, tmp_path):
+    from ganforge.checkpoint import load_module
+
+    cfg = make_cfg(
+        *TINY,
+        "model.fast_path.compile=true",
+        "model.fast_path.channels_last=true",
+        "+model.fast_path.compile_options.backend=ganforge_test_counting",
+    )
+    module = build_module(cfg)
+    assert is_compiled(module.generator)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "ganforge_config": module.run_config}, path)
+    loaded, _ = load_module(path)
+    assert not is_compiled(loaded.generator) and not is_compiled(loaded.discriminator)
+    torch.testing.assert_close(
+        loaded.generate(module.fixed_noise), module.generate(module.fixed_noise)
+    )

@@ -57,6 +57,8 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
 
     ckpt = read_checkpoint(path)
     cfg = checkpoint_config(ckpt, path)
+    if cfg.model.get("fast_path"):  # tools run a few batches: compiling them would not pay off
+        cfg.model.fast_path.compile = False
     module = build_module(cfg)
     missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
