@@ -133,6 +133,33 @@ def test_in_memory_loader_follows_lightning_epoch_and_resumes_mid_epoch() -> Non
     assert len(firsts(resumed)) == 10
 
 
+def test_requeue_signal_checkpoints_at_step_boundary_then_runs_the_requeue_handler(
+    tmp_path: Path,
+) -> None:
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    requeued: list[int] = []
+
+    def requeue(signum, frame):  # what submitit installs for SIGUSR2
+        requeued.append(torch.load(last, weights_only=False)["global_step"])
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        with pytest.raises(SIGTERMException):
+            train(
+                make(
+                    tmp_path,
+                    *TINY,
+                    "trainer.max_epochs=1",
+                    "+trainer.limit_train_batches=6",
+                    *extra_callback("stop", SignalAt, step=2, signum=signal.SIGUSR2),
+                )
+            )
+        assert requeued == [2 * 2]  # called once, after last.ckpt of step 2 was written
+        assert signal.getsignal(signal.SIGUSR2) is requeue  # handed back after training
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
 def _subprocess_args(run_dir: Path, *extra: str) -> list[str]:
     return ["src/train.py", "logger=csv", f"hydra.run.dir={run_dir}", *TINY, *extra]
 

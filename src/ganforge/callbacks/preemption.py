@@ -9,8 +9,9 @@ where ``ModelCheckpoint`` would (so resuming is bitwise exact) and raises Lightn
 :class:`~lightning.pytorch.utilities.exceptions.SIGTERMException` to stop.
 ``ganforge.cli.run_job`` turns that into exit status 143 (128 + SIGTERM).
 
-On SLURM, Lightning's ``SLURMEnvironment(auto_requeue=True)`` keeps handling the requeue
-signal (SIGUSR1 by default) itself; see ``docs/reliability.md``.
+Requeue signals (SIGUSR1/SIGUSR2, sent by SLURM or submitit before a time limit) are taken the
+same way; the handler installed for them before training (Lightning's SLURM requeue or
+submitit's) runs after the checkpoint is written. See ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,8 +31,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from ganforge.callbacks.guard import first_nonfinite
 
 log = logging.getLogger(__name__)
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> None:
@@ -44,19 +44,32 @@ def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> None:
 
 
 class Preemption(L.Callback):
-    """Save ``<dirpath>/<filename>.ckpt`` and stop when SIGTERM or a first Ctrl-C arrives.
+    """Save ``<dirpath>/<filename>.ckpt`` and stop when SIGTERM, a first Ctrl-C or a requeue
+    signal arrives.
 
     Args:
         dirpath: checkpoint folder; use ModelCheckpoint's so ``last.ckpt`` is the file to resume.
         filename: checkpoint name without extension.
         handle_sigint: treat the first Ctrl-C like SIGTERM (a second one interrupts at once,
             through Lightning's ``KeyboardInterrupt`` path, without a checkpoint).
+        requeue_signals: signal names a cluster sends before its time limit (submitit: SIGUSR2,
+            Lightning's SLURM default: SIGUSR1). They too stop the run at the step boundary
+            with a checkpoint; the handler that was installed for them before training (the one
+            that requeues the job) then runs.
     """
 
-    def __init__(self, dirpath: str, filename: str = "last", handle_sigint: bool = True):
+    def __init__(
+        self,
+        dirpath: str,
+        filename: str = "last",
+        handle_sigint: bool = True,
+        requeue_signals: Sequence[str] = ("SIGUSR1", "SIGUSR2"),
+    ):
         self.dirpath = Path(dirpath)
         self.filename = filename
-        self.signals = SIGNALS if handle_sigint else SIGNALS[:1]
+        self.requeue_signals = tuple(signal.Signals[name] for name in requeue_signals)
+        stop = (signal.SIGTERM, signal.SIGINT) if handle_sigint else (signal.SIGTERM,)
+        self.signals = stop + self.requeue_signals
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -73,11 +86,13 @@ class Preemption(L.Callback):
             signal.Signals(signum).name,
         )
 
-    def _restore_handlers(self) -> None:
+    def _restore_handlers(self) -> dict[int, Any]:
+        """Put the handlers from before training back; return them."""
+        previous, self._previous = self._previous, {}
         if threading.current_thread() is threading.main_thread():
-            for signum, handler in self._previous.items():
+            for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        self._previous = {}
+        return previous
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.received = None
@@ -90,7 +105,7 @@ class Preemption(L.Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
-        self._restore_handlers()
+        previous = self._restore_handlers()
         bad = [n for n in ("generator", "discriminator") if first_nonfinite(getattr(pl_module, n))]
         if bad:
             log.error("stopping on a signal, but the %s holds NaN/Inf: no checkpoint written", bad)
@@ -109,6 +124,9 @@ class Preemption(L.Callback):
                 self.path,
                 self.path,
             )
+        handler = previous.get(self.received)
+        if self.received in self.requeue_signals and callable(handler):
+            handler(self.received, None)  # e.g. submitit requeues the job (and exits)
         raise SIGTERMException()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
