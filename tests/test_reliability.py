@@ -195,18 +195,22 @@ def test_sigterm_writes_resumable_checkpoint_and_exits_nonzero(tmp_path: Path) -
     assert final["global_step"] == (stopped_at + 2) * 2
 
 
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.ckpt")}
+
+
 class PoisonAt(L.Callback):
     """Fills one discriminator weight with NaN before generator step ``step`` runs, and
-    records the digest of ``last.ckpt`` at that moment in :attr:`digests` (keyed by path)."""
+    records the checkpoints in ``folder`` at that moment in :attr:`seen` (keyed by folder)."""
 
-    digests: dict[str, str] = {}
+    seen: dict[str, dict[str, str]] = {}
 
-    def __init__(self, step: int, last: str):
-        self.step, self.last = step, last
+    def __init__(self, step: int, folder: str):
+        self.step, self.folder = step, folder
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if pl_module.g_step == self.step - 1:
-            self.digests[self.last] = hashlib.sha256(Path(self.last).read_bytes()).hexdigest()
+            self.seen[self.folder] = digests(Path(self.folder))
             with torch.no_grad():
                 next(pl_module.discriminator.parameters()).fill_(float("nan"))
 
@@ -214,27 +218,31 @@ class PoisonAt(L.Callback):
 def test_divergence_stops_naming_step_and_network_and_keeps_last_checkpoint(
     tmp_path: Path,
 ) -> None:
-    last = tmp_path / "checkpoints" / "last.ckpt"
+    steps = tmp_path / "steps"  # a checkpoint after every generator step: last.ckpt + one each
     cfg = make(
         tmp_path,
         *TINY,
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=6",
-        "+callbacks.checkpoint.every_n_train_steps=2",  # last.ckpt after every generator step
-        "callbacks.checkpoint.monitor=null",
-        *extra_callback("poison", PoisonAt, step=4, last=last),
+        "+callbacks.steps._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"+callbacks.steps.dirpath={steps}",
+        "+callbacks.steps.every_n_train_steps=2",
+        "+callbacks.steps.save_top_k=-1",
+        "+callbacks.steps.save_last=true",
+        *extra_callback("poison", PoisonAt, step=4, folder=steps),
     )
     with pytest.raises(DivergenceError) as info:
         train(cfg)
     message = str(info.value)
     assert "generator step 4" in message and "discriminator" in message
-    assert str(last) in message
-    assert hashlib.sha256(last.read_bytes()).hexdigest() == PoisonAt.digests[str(last)]
-    saved = torch.load(last, weights_only=False)
+    assert str(steps / "last.ckpt") in message
+    before = PoisonAt.seen[str(steps)]
+    assert len(before) == 4  # last.ckpt and steps 1-3
+    assert digests(steps) == before  # nothing rewritten, nothing new
+    saved = torch.load(steps / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 3 * 2
-    assert all(
-        torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point()
-    )
+    tensors = [v for v in saved["state_dict"].values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in tensors)
 
 
 def test_huge_learning_rate_fails_through_the_cli_with_one_clear_line(tmp_path: Path) -> None:

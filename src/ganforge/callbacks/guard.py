@@ -106,10 +106,18 @@ class DivergenceGuard(L.Callback):
                 self._fail(pl_module, f"the {name} tensor {name}.{bad} is NaN or Inf")
 
     def _fail(self, pl_module: L.LightningModule, what: str) -> None:
-        ckpt = getattr(pl_module.trainer.checkpoint_callback, "last_model_path", "")
+        written = sorted(
+            {
+                path
+                for cb in pl_module.trainer.checkpoint_callbacks
+                for path in (cb.last_model_path, cb.best_model_path)
+                if path
+            }
+        )
         kept = (
-            f"the last good checkpoint {ckpt} is untouched; resume from it with ckpt_path={ckpt}"
-            if ckpt
+            f"the checkpoints written before ({', '.join(written)}) are untouched; resume from "
+            f"one with ckpt_path=<file>"
+            if written
             else "no checkpoint had been written yet"
         )
         raise DivergenceError(
