@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
+from ganforge.callbacks import DivergenceGuard
 from ganforge.callbacks.guard import DivergenceError
 from ganforge.cli import EXIT_PREEMPTED, run_job
 from ganforge.data.loader import TensorBatches
@@ -243,6 +244,15 @@ def test_divergence_stops_naming_step_and_network_and_keeps_last_checkpoint(
     assert saved["global_step"] == 3 * 2
     tensors = [v for v in saved["state_dict"].values() if v.is_floating_point()]
     assert all(torch.isfinite(v).all() for v in tensors)
+
+
+def test_lightning_runs_model_checkpoint_after_the_guard_whatever_the_config_order(
+    tmp_path: Path,
+) -> None:
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path)
+    trainer = L.Trainer(callbacks=[checkpoint, DivergenceGuard()], logger=False)
+    names = [type(cb).__name__ for cb in trainer.callbacks]
+    assert names.index("DivergenceGuard") < names.index("ModelCheckpoint")
 
 
 def test_huge_learning_rate_fails_through_the_cli_with_one_clear_line(tmp_path: Path) -> None:
