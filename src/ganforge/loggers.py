@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -14,14 +16,18 @@ log = logging.getLogger(__name__)
 
 
 def wandb_has_credentials() -> bool:
-    """True when an API key is available from the environment or ~/.netrc."""
+    """True when a W&B API key is in the environment or in ~/.netrc (as `wandb login` writes).
+
+    Reads the files itself: asking the wandb package puts it in a state where a later offline
+    ``wandb.init`` demands a key.
+    """
     if os.environ.get("WANDB_API_KEY"):
         return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
-        import wandb
-
-        return bool(wandb.api.api_key)
-    except Exception:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
 
@@ -37,7 +43,7 @@ def wandb_mode(mode: str = "auto") -> str:
 @rank_zero_only
 def _hint_sync(save_dir: str) -> None:
     log.info(
-        "W&B is logging offline (no credentials found); upload later with: wandb sync %s",
+        "W&B is logging offline; upload the run later with: wandb sync %s",
         Path(save_dir) / "wandb" / "offline-run-*",
     )
 
@@ -55,8 +61,13 @@ def make_wandb_logger(
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     for attempt in (resolved, "offline"):
         try:
+            # mode= is passed explicitly: it must beat a WANDB_MODE=online left in the environment
             logger = WandbLogger(
-                save_dir=save_dir, project=project, offline=attempt == "offline", **kwargs
+                save_dir=save_dir,
+                project=project,
+                offline=attempt == "offline",
+                **({"mode": "offline"} if attempt == "offline" else {}),
+                **kwargs,
             )
             logger.experiment  # start the run now, so a failure is caught here  # noqa: B018
             if attempt == "offline":

@@ -212,6 +212,8 @@ class GANModule(L.LightningModule):
         opt.step()
         norm = self._step_grad_norm
         assert norm is not None, "on_before_optimizer_step did not run"
+        # free the gradients now: the other network's update must not see or keep them
+        opt.zero_grad(set_to_none=True)
         return norm
 
     def discriminator_step(
@@ -234,7 +236,6 @@ class GANModule(L.LightningModule):
             if real_cls is not None:
                 aux = F.cross_entropy(real_cls, y) + F.cross_entropy(fake_cls, y)
                 loss = loss + self.aux_weight * aux
-            opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
             self.loss.after_d_step(self.discriminator)
@@ -253,7 +254,6 @@ class GANModule(L.LightningModule):
             loss = self.loss.g_loss(fake_out)
             if fake_cls is not None:
                 loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)
-            opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
         if self.g_ema is not None:

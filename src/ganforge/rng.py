@@ -10,10 +10,14 @@ import torch
 
 
 def capture_rng_states() -> dict[str, Any]:
-    """The states of Python's, NumPy's, torch's CPU and (if present) CUDA generators."""
+    """The states of Python's, NumPy's, torch's CPU and (if present) CUDA generators.
+
+    Only tensors and plain Python values, so checkpoints load with ``weights_only=True``.
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     states: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -26,7 +30,8 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     if "python" in states:
         random.setstate(states["python"])
     if "numpy" in states:
-        np.random.set_state(states["numpy"])
+        name, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "torch" in states:
         torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():

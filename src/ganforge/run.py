@@ -8,9 +8,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganforge import checks
+from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
 from ganforge.module import GANModule
 from ganforge.resume import resume_wandb
@@ -37,6 +39,17 @@ def build_module(cfg: DictConfig) -> GANModule:
     return module
 
 
+def _enabled(callbacks: list[L.Callback], trainer_cfg: DictConfig) -> list[L.Callback]:
+    """Drop the progress bar / model summary callbacks the trainer flags turn off, so that
+    ``trainer.enable_progress_bar=false`` works with the default callbacks."""
+    off = []
+    if not trainer_cfg.get("enable_progress_bar", True):
+        off.append(ProgressBar)
+    if not trainer_cfg.get("enable_model_summary", True):
+        off.append(ModelSummary)
+    return [cb for cb in callbacks if not isinstance(cb, tuple(off))]
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit a GAN as configured; return the value of ``cfg.optimized_metric`` (for sweeps)."""
     if cfg.get("seed") is not None:
@@ -51,19 +64,22 @@ def train(cfg: DictConfig) -> float | None:
     checks.check_data_fits_model(datamodule, cfg)
     module = build_module(cfg)
     checks.check_networks_fit_data(module, datamodule)
-    if cfg.get("ckpt_path"):
-        ckpt = checks.check_resume_checkpoint(cfg.ckpt_path, module, cfg)
+    ckpt_path = resume_path(
+        cfg.get("ckpt_path"), OmegaConf.select(cfg, "callbacks.checkpoint.dirpath")
+    )
+    if ckpt_path:
+        ckpt = checks.check_resume_checkpoint(ckpt_path, module, cfg)
         if run_id := resume_wandb(cfg.get("logger"), ckpt):
             log.info("resuming W&B run %s", run_id)
 
-    callbacks = instantiate_list(cfg.get("callbacks"))
+    callbacks = _enabled(instantiate_list(cfg.get("callbacks")), cfg.trainer)
     checks.run_preflights([datamodule, *callbacks])
     loggers = instantiate_list(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     metric = cfg.get("optimized_metric")
     value = trainer.callback_metrics.get(metric) if metric else None
