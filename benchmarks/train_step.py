@@ -311,21 +311,22 @@ def main() -> None:
             raw[name][v] = {"plain_s": [p for p, _ in timed], "framework_s": [f for _, f in timed]}
         if args.profile:
             raw[name]["profile_top_ops"] = profile_step(case, args.overrides)
+        # after every case, so a later failure keeps the figures measured so far
+        write_json(
+            args.out,
+            {
+                "benchmark": "train_step",
+                "repeats": args.repeats,
+                "overrides": args.overrides,
+                "plain_device": args.device,
+                "load_average_at_start": start_load,
+                "load_average_at_end": load(),
+                "results": rows,
+                "seconds": raw,
+            },
+        )
     print()
     print_table(rows, list(rows[0]))
-    write_json(
-        args.out,
-        {
-            "benchmark": "train_step",
-            "repeats": args.repeats,
-            "overrides": args.overrides,
-            "plain_device": args.device,
-            "load_average_at_start": start_load,
-            "load_average_at_end": load(),
-            "results": rows,
-            "seconds": raw,
-        },
-    )
 
 
 if __name__ == "__main__":
