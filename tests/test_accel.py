@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import statistics
 from collections import Counter
 from functools import partial
 
@@ -273,13 +275,15 @@ def test_16_mixed_grad_scaler_with_two_optimizers(make_cfg):
     fp32 = StepOutputs()
     fit(cfg, 5, [fp32])
     amp = StepOutputs()
-    scaler = torch.amp.GradScaler("cpu")
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     module, _ = fit(cfg, 5, [amp], plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
-    assert scaler.get_scale() < 2.0**16, "the first fp16 steps should overflow and back off"
-    last_fp32, last_amp = fp32.steps[-1], amp.steps[-1]
+    assert scaler.get_scale() >= 2.0**5, "the gradients were not scaled"
     for key in ("grad_norm/d", "grad_norm/g"):
-        # scaled gradients would be thousands of times larger
-        assert 0.5 < last_amp[key] / last_fp32[key] < 2.0, (key, last_amp, last_fp32)
+        reference = statistics.median(step[key] for step in fp32.steps)
+        finite = [step[key] for step in amp.steps if math.isfinite(step[key])]  # not skipped
+        assert len(finite) >= 3, (key, amp.steps)
+        # scaled gradients would be about a thousand times larger
+        assert all(0.5 < value / reference < 2.0 for value in finite), (key, finite, reference)
     assert module.g_step == 5
 
 
