@@ -8,6 +8,7 @@ training steps with :class:`StepTimer`, prints a table and writes a JSON file un
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -69,11 +70,12 @@ class StepTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.starts.append(time.perf_counter())
 
-    def seconds(self, warmup: int, steps: int) -> float:
-        """Wall time of ``steps`` iterations after ``warmup`` untimed ones."""
+    def step_seconds(self, warmup: int, steps: int) -> list[float]:
+        """Wall time of each of ``steps`` iterations after ``warmup`` untimed ones."""
         if len(self.starts) < warmup + steps + 1:
             raise RuntimeError(f"timer saw {len(self.starts)} batches, need {warmup + steps + 1}")
-        return self.starts[warmup + steps] - self.starts[warmup]
+        times = self.starts[warmup : warmup + steps + 1]
+        return [b - a for a, b in itertools.pairwise(times)]
 
 
 def timer_callback_config() -> dict[str, str]:
