@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import platform
 import statistics
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -135,3 +137,12 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def quiet_run(threads: int | None) -> None:
+    """Benchmark process set-up: torch threads (None keeps all) and no library chatter."""
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("ganforge").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")

@@ -13,11 +13,8 @@ size, and batch size at 32x32.
 from __future__ import annotations
 
 import argparse
-import logging
-import warnings
 from pathlib import Path
 
-import torch
 from common import (
     RESULTS,
     StepTimer,
@@ -25,6 +22,7 @@ from common import (
     load,
     median,
     print_table,
+    quiet_run,
     timer_callback_config,
     write_json,
 )
@@ -85,11 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("ganforge").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet_run(args.threads)
 
     start_load = load()
     by_image = [

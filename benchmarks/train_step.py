@@ -28,9 +28,7 @@ repeated ``--repeats`` times with fresh models.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +44,7 @@ from common import (
     load,
     median,
     print_table,
+    quiet_run,
     write_json,
 )
 from omegaconf import open_dict
@@ -272,11 +271,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "train_step.json")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("ganforge").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet_run(args.threads)
 
     start_load = load()
     variants = {"framework": FRAMEWORK}
