@@ -42,6 +42,19 @@ class LatentWithLabel(nn.Module):
         return torch.cat([z, self.embed(y)], dim=1)
 
 
+class Generator(nn.Module):
+    """Shared generator set-up: ``latent_dim``, the checked class count and the z+label input.
+
+    Subclasses map ``self.latent(z, y)`` (of width ``self.latent.out_dim``) to a sample.
+    """
+
+    def __init__(self, latent_dim: int, num_classes: int | None, conditioning: str):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.num_classes = check_conditioning(conditioning, num_classes)
+        self.latent = LatentWithLabel(latent_dim, self.num_classes)
+
+
 def label_maps(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
     """One-hot label planes shaped like ``x`` (B, K, *spatial), for cGAN input concatenation."""
     onehot = F.one_hot(y, num_classes).to(x.dtype)

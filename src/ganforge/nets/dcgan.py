@@ -7,7 +7,7 @@ import math
 
 from torch import Tensor, nn
 
-from ganforge.nets.conditioning import Discriminator, LatentWithLabel, check_conditioning
+from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm, dcgan_init, norm_layer
 
 MIN_SIZE, MAX_SIZE = 16, 256
@@ -30,7 +30,7 @@ def _widths(base: int, stages: int, cap: int) -> list[int]:
     return [min(base * 2 ** (stages - 1 - i), cap) for i in range(stages)]
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(Generator):
     """z -> 4x4 by a transposed conv, then stride-2 transposed convs with BatchNorm and ReLU."""
 
     def __init__(
@@ -43,11 +43,8 @@ class DCGANGenerator(nn.Module):
         num_classes: int | None = None,
         conditioning: str = "none",
     ):
-        super().__init__()
         stages = check_image_size(image_size)
-        self.latent_dim = latent_dim
-        self.num_classes = check_conditioning(conditioning, num_classes)
-        self.latent = LatentWithLabel(latent_dim, self.num_classes)
+        super().__init__(latent_dim, num_classes, conditioning)
         widths = _widths(base_width, stages, max_width)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(self.latent.out_dim, widths[0], 4, 1, 0, bias=False),

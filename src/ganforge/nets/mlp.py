@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.nets.conditioning import Discriminator, LatentWithLabel, check_conditioning
+from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm
 
 
@@ -23,7 +23,7 @@ class Maxout(nn.Module):
         return self.linear(x).unflatten(1, (-1, self.pieces)).amax(2)
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(Generator):
     """z -> hidden ReLU layers -> tanh image of shape (channels, image_size, image_size)."""
 
     def __init__(
@@ -35,10 +35,7 @@ class MLPGenerator(nn.Module):
         num_classes: int | None = None,
         conditioning: str = "none",
     ):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.num_classes = check_conditioning(conditioning, num_classes)
-        self.latent = LatentWithLabel(latent_dim, self.num_classes)
+        super().__init__(latent_dim, num_classes, conditioning)
         self.shape = (channels, image_size, image_size)
         layers: list[nn.Module] = []
         width = self.latent.out_dim

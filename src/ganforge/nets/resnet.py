@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
-from ganforge.nets.conditioning import Discriminator, LatentWithLabel, check_conditioning
+from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm, norm_layer
 
 #: generator widths (multiples of base_width): the 4x4 input, then each up block's output
@@ -104,7 +104,7 @@ class DBlock(nn.Module):
         return self.residual(x) + self.shortcut(x)
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(Generator):
     """z -> linear to 4x4 -> up blocks -> BN-ReLU-conv3-tanh."""
 
     def __init__(
@@ -116,11 +116,8 @@ class ResNetGenerator(nn.Module):
         num_classes: int | None = None,
         conditioning: str = "none",
     ):
-        super().__init__()
         check_resnet_size(image_size)
-        self.latent_dim = latent_dim
-        self.num_classes = check_conditioning(conditioning, num_classes)
-        self.latent = LatentWithLabel(latent_dim, self.num_classes)
+        super().__init__(latent_dim, num_classes, conditioning)
         widths = [m * base_width for m in G_WIDTHS[image_size]]
         self.fc = _xavier(nn.Linear(self.latent.out_dim, 16 * widths[0]))
         self.blocks = nn.Sequential(*(GBlock(a, b) for a, b in itertools.pairwise(widths)))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.nets.conditioning import Discriminator, LatentWithLabel, check_conditioning
+from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm
 
 
@@ -18,7 +18,7 @@ def _mlp(width: int, hidden: Sequence[int]) -> tuple[list[nn.Module], int]:
     return layers, width
 
 
-class VectorGenerator(nn.Module):
+class VectorGenerator(Generator):
     """z -> LeakyReLU MLP -> a point in R^dim (no output squashing)."""
 
     def __init__(
@@ -29,10 +29,7 @@ class VectorGenerator(nn.Module):
         num_classes: int | None = None,
         conditioning: str = "none",
     ):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.num_classes = check_conditioning(conditioning, num_classes)
-        self.latent = LatentWithLabel(latent_dim, self.num_classes)
+        super().__init__(latent_dim, num_classes, conditioning)
         layers, width = _mlp(self.latent.out_dim, hidden)
         self.net = nn.Sequential(*layers, nn.Linear(width, dim))
 
