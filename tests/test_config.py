@@ -6,6 +6,7 @@ import re
 import shlex
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
@@ -26,11 +27,13 @@ def _options() -> list[tuple[str, str]]:
 def test_every_group_option_composes_and_resolves(group: str, option: str, tmp_path) -> None:
     cfg = compose_config([f"{group}={option}", *COMPANIONS.get((group, option), [])], tmp_path)
     # resolving every interpolation catches typos in keys other configs point at
-    from omegaconf import OmegaConf
-
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if group not in {"experiment", "hparams_search", "debug"}:  # these set keys elsewhere
-        assert resolved[group] is not None
+    if group in {"data", "model", "loss", "trainer"}:  # one object each
+        target = OmegaConf.load(CONF / group / f"{option}.yaml").get("_target_")
+        assert resolved[group]["_target_"] == (target or resolved[group]["_target_"])
+        assert resolved[group]["_target_"].count(".") >= 1
+    elif group in {"logger", "callbacks"}:  # a mapping of objects, each with its target
+        assert all("_target_" in node for node in resolved[group].values() if node)
 
 
 @pytest.mark.parametrize("option", ["adam", "rmsprop", "sgd"])
@@ -100,6 +103,4 @@ def test_readme_train_commands_compose(args: list[str], tmp_path) -> None:
     overrides = [a for a in args if a != "-m"]
     if "-m" in args:  # a sweep: compose its first job
         overrides = [o.split(",")[0] if "=" in o and "," in o else o for o in overrides]
-    from omegaconf import OmegaConf
-
     OmegaConf.to_container(compose_config(overrides, tmp_path), resolve=True)
