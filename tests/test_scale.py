@@ -114,11 +114,12 @@ def test_bad_device_requests_are_explained() -> None:
 
 def test_trainer_config_builds_ddp_with_sync_batchnorm(make_cfg) -> None:
     from hydra.utils import instantiate
+    from lightning.pytorch.plugins import TorchSyncBatchNorm
 
     cfg = make_cfg("trainer.devices=2", "trainer.sync_batchnorm=true")
     trainer = instantiate(cfg.trainer)
     assert isinstance(trainer.strategy, DDPStrategy) and trainer.world_size == 2
-    assert trainer.strategy._layer_sync is not None
+    assert isinstance(trainer.strategy._layer_sync, TorchSyncBatchNorm)
     single = instantiate(make_cfg().trainer)
     assert not isinstance(single.strategy, DDPStrategy)
 

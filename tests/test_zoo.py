@@ -34,6 +34,16 @@ from ganforge.nets import (
 from ganforge.run import build_module, train
 from tests.conftest import CONF, compose_config
 
+# one step through everything, tiny batches, no callbacks: for "survives fast_dev_run" tests
+FAST_DEV_RUN = [
+    "data.batch_size=2",
+    "data.num_val=8",
+    "callbacks=none",
+    "+trainer.fast_dev_run=true",
+    "trainer.enable_model_summary=false",
+    "++trainer.enable_progress_bar=false",
+]
+
 ARCHS = {
     "gan_mlp": [
         "data.image_size=16",
@@ -96,12 +106,7 @@ def test_every_architecture_loss_and_conditioning_survives_fast_dev_run(
         *ARCHS[arch],
         "model.generator.latent_dim=4",
         "model.num_fixed_samples=10",
-        "data.batch_size=2",
-        "data.num_val=8",
-        "callbacks=none",
-        "+trainer.fast_dev_run=true",
-        "trainer.enable_model_summary=false",
-        "++trainer.enable_progress_bar=false",
+        *FAST_DEV_RUN,
     ]
     # no metrics callback runs, so there is no metric to return
     assert train(compose_config(overrides, tmp_path)) is None
@@ -445,12 +450,7 @@ def test_experiment_trains_one_step_with_its_stabilisers(tiny_digits, tmp_path, 
         "model.num_fixed_samples=10",
         "model.instance_noise=0.1",
         "loss.r1_gamma=1.0",
-        "data.batch_size=2",
-        "data.num_val=8",
-        "callbacks=none",
-        "+trainer.fast_dev_run=true",
-        "trainer.enable_model_summary=false",
-        "++trainer.enable_progress_bar=false",
+        *FAST_DEV_RUN,
     ]
     assert train(compose_config(overrides, tmp_path)) is None
 
