@@ -134,6 +134,29 @@ def test_in_memory_loader_follows_lightning_epoch_and_resumes_mid_epoch() -> Non
     assert len(firsts(resumed)) == 10
 
 
+def test_in_memory_hflip_mirrors_about_half_and_repeats_on_resume() -> None:
+    x = torch.randn(64, 1, 2, 3)
+
+    def loader() -> TensorBatches:
+        y = torch.arange(64)  # labels identify each image after shuffling
+        return TensorBatches(x, y, batch_size=8, seed=5, augment="hflip")
+
+    straight = loader()
+    straight.set_epoch(2)
+    batches = list(straight)
+    images, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    flipped = (images != x[labels]).flatten(1).any(1)
+    assert 16 <= int(flipped.sum()) <= 48
+    assert torch.equal(images[flipped], x[labels][flipped].flip(-1))
+
+    resumed = loader()
+    resumed.load_state_dict({"epoch": 2, "served": 5})
+    resumed.set_epoch(2)
+    assert torch.equal(torch.cat([b[0] for b in resumed]), torch.cat([b[0] for b in batches[5:]]))
+    with pytest.raises(ValueError, match="'vflip'"):
+        TensorBatches(x, torch.arange(64), batch_size=8, augment="vflip")
+
+
 def test_requeue_signal_checkpoints_at_step_boundary_then_runs_the_requeue_handler(
     tmp_path: Path,
 ) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from ganforge.data.transforms import check_augment
+
 
 def to_float(x: Tensor) -> Tensor:
     """Images as float in [-1, 1]: uint8 pixels are scaled, float tensors pass through.
@@ -17,14 +19,9 @@ def to_float(x: Tensor) -> Tensor:
     return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
 
 
-def augment_batch(x: Tensor, augment: str, generator: torch.Generator) -> Tensor:
-    """Batch-level augmentation applied on the device: ``none`` or ``hflip`` (random per image)."""
-    if augment == "none":
-        return x
-    if augment == "hflip":
-        flip = torch.rand(x.shape[0], generator=generator, device="cpu") < 0.5
-        return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
-    raise ValueError(f"data.augment must be 'none' or 'hflip', got {augment!r}")
+def hflip_where(x: Tensor, flip: Tensor) -> Tensor:
+    """Flips left-right the images of ``x`` whose entry in the boolean ``flip`` is set."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 class TensorBatches:
@@ -52,6 +49,7 @@ class TensorBatches:
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_augment(augment)
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
@@ -78,6 +76,12 @@ class TensorBatches:
             order = torch.arange(n)
         return order[self.rank :: self.world_size].to(self.x.device)
 
+    def _flips(self, epoch: int, n: int) -> Tensor:
+        """One flip decision per position of the epoch's order, drawn on the CPU for the same
+        stream on every device and copied once per epoch (no host-device copy per batch)."""
+        g = torch.Generator().manual_seed(self.seed + 7919 * (epoch + 1) + self.rank)
+        return (torch.rand(n, generator=g) < 0.5).to(self.x.device)
+
     @property
     def sampler(self) -> TensorBatches:
         """Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start (also when
@@ -95,14 +99,14 @@ class TensorBatches:
         resume, self._resume = self._resume, None
         start = resume[1] if resume is not None and resume[0] == epoch else 0
         order = self._order(epoch)
-        aug_gen = torch.Generator().manual_seed(self.seed + 7919 * (epoch + 1) + self.rank)
+        # flips are indexed by position in the epoch, so a resumed pass gets the same ones
+        flips = self._flips(epoch, len(order)) if self.augment == "hflip" else None
         for i in range(start, len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            batch = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = order[batch]
             self._served = i + 1
-            if self.augment != "none":
-                # keep the augmentation stream aligned with the batch index on resume
-                aug_gen.manual_seed(self.seed + 7919 * (epoch + 1) + self.rank + i)
-            yield augment_batch(to_float(self.x[idx]), self.augment, aug_gen), self.y[idx]
+            x = to_float(self.x[idx])
+            yield (x if flips is None else hflip_where(x, flips[batch])), self.y[idx]
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "served": self._served}

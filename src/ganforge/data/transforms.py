@@ -7,6 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
 
+AUGMENTS = ("none", "hflip")
+
+
+def check_augment(augment: str) -> None:
+    """Rejects an unknown ``data.augment`` before any data is read."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"data.augment must be one of {AUGMENTS}, got {augment!r}")
+
 
 def sample_transform(
     image_size: int, channels: int, augment: str = "none", crop: int | None = None
@@ -17,8 +25,7 @@ def sample_transform(
     without it the shorter side is resized to ``image_size`` and the centre kept.
     ``augment="hflip"`` flips half of the samples left-right.
     """
-    if augment not in ("none", "hflip"):
-        raise ValueError(f"data.augment must be 'none' or 'hflip', got {augment!r}")
+    check_augment(augment)
     steps: list = [v2.ToImage()]
     if crop:
         steps.append(v2.CenterCrop(crop))
