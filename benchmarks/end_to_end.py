@@ -10,6 +10,7 @@ so the budget run's wall time is a little longer than the budget.
 
     python benchmarks/end_to_end.py                       # default run + 5-minute budget
     python benchmarks/end_to_end.py --skip-default --budget-minutes 3
+    python benchmarks/end_to_end.py --skip-budget --overrides trainer.precision=bf16-mixed
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def main() -> None:
     parser.add_argument("--skip-default", action="store_true", help="only the budget run")
     parser.add_argument("--skip-budget", action="store_true", help="only the default run")
     parser.add_argument("--timeout-minutes", type=float, default=60.0)
+    parser.add_argument(
+        "--overrides", nargs="*", default=[], help="config overrides added to both runs"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "end_to_end.json")
     args = parser.parse_args()
 
@@ -76,12 +80,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ganforge-e2e-") as tmp:
         if not args.skip_default:
             print(f"default run ... (load {load()})", flush=True)
-            runs["default"] = train(Path(tmp) / "default", [], timeout)
+            runs["default"] = train(Path(tmp) / "default", args.overrides, timeout)
         if not args.skip_budget:
             seconds = round(args.budget_minutes * 60)
             print(f"{seconds} s budget run ... (load {load()})", flush=True)
             hms = time.strftime("%H:%M:%S", time.gmtime(seconds))
-            budget = [f'+trainer.max_time="00:{hms}"']
+            budget = [*args.overrides, f'+trainer.max_time="00:{hms}"']
             runs[f"budget_{seconds}s"] = train(Path(tmp) / "budget", budget, timeout)
     rows = [
         {
@@ -98,6 +102,7 @@ def main() -> None:
         args.out,
         {
             "benchmark": "end_to_end",
+            "overrides": args.overrides,
             "load_average_at_start": start_load,
             "load_average_at_end": load(),
             "real_stats_cache_present_at_start": cache_present,

@@ -204,11 +204,14 @@ class ProfileOneStep(L.Callback):
             self.profiler = torch.profiler.profile(record_shapes=False)
             self.profiler.__enter__()
         elif batch_idx == self.warmup + 1 and self.profiler is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # the step's kernels finish inside the profile
             self.profiler.__exit__(None, None, None)
 
 
 def profile_step(case: Case, extra: list[str] = ()) -> list[dict[str, float | str]]:
-    """The ops taking the most self CPU time in one framework iteration (no callbacks)."""
+    """The ops taking the most self time in one framework iteration (no callbacks): GPU
+    kernel time when CUDA is there (where a GPU step spends its time), else CPU time."""
     overrides = [*case.overrides, f"data.batch_size={case.batch_size}", *FRAMEWORK, *extra]
     cfg = compose_config([*overrides, f"max_g_steps={ProfileOneStep.warmup + 2}"])
     with open_dict(cfg):
@@ -216,26 +219,29 @@ def profile_step(case: Case, extra: list[str] = ()) -> list[dict[str, float | st
     train(cfg)
     prof = ProfileOneStep.last.profiler if ProfileOneStep.last else None
     assert prof is not None
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events)
+    key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events)
     return [
-        {
-            "op": e.key,
-            "self_cpu_ms": e.self_cpu_time_total / 1000,
-            "share": e.self_cpu_time_total / total,
-        }
+        {"op": e.key, f"{key}_ms": getattr(e, key) / 1000, "share": getattr(e, key) / total}
         for e in events[:15]
     ]
 
 
 def run_pairs(
-    case: Case, variant: list[str], pairs: int, extra: list[str] = (), device: str = "cpu"
+    case: Case,
+    variant: list[str],
+    pairs: int,
+    extra: list[str] = (),
+    device: str = "cpu",
+    callbacks: dict[str, str] | None = None,
 ) -> list[tuple[float, float]]:
     """(plain s, framework s) for ``pairs`` adjacent steps after ``case.warmup`` untimed ones.
 
     ``extra`` overrides apply to both sides (e.g. ``trainer=gpu data.image_size=64``), except
     that the plain loop's networks are never compiled nor converted to channels_last.
+    ``callbacks`` (name: ``_target_``) join the framework run, e.g. to read its state.
     """
     overrides = [*case.overrides, f"data.batch_size={case.batch_size}", *extra]
     plain_cfg = compose_config(
@@ -248,6 +254,8 @@ def run_pairs(
         if cfg.get("callbacks") is None:
             cfg.callbacks = {}
         cfg.callbacks.interleave = {"_target_": f"{Interleave.__module__}.Interleave"}
+        for name, target in (callbacks or {}).items():
+            cfg.callbacks[name] = {"_target_": target}
     train(cfg)
     timer = Interleave.last
     assert timer is not None and len(timer.framework_s) == total - 1
