@@ -24,6 +24,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -134,9 +135,9 @@ def worker(rank: int, args: argparse.Namespace) -> None:
         rows = [{"variant": name, "ms_per_step": 1000 * median(t)} for name, t in times.items()]
         print_table(rows, ["variant", "ms_per_step"])
         print(f"joint / separate time per step (median of {args.repeats}): {median(ratios):.3f}")
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         write_json(
-            RESULTS / "ddp_unused.json",
-            {"args": vars(args), "rows": rows, "joint_over_separate": median(ratios)},
+            args.out, {"args": settings, "rows": rows, "joint_over_separate": median(ratios)}
         )
     dist.destroy_process_group()
 
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--port", type=int, default=29517)
+    parser.add_argument("--out", type=Path, default=RESULTS / "ddp_unused.json")
     args = parser.parse_args()
     mp.spawn(worker, args=(args,), nprocs=args.world_size)
 
