@@ -16,7 +16,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig
 from torch.overrides import TorchFunctionMode
 
-from ganforge.accel import FastPath, accepts_fused, is_compiled
+from ganforge.fast_path import FastPath, accepts_fused, is_compiled
 from ganforge.run import build_module
 
 TINY = [

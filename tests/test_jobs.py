@@ -112,7 +112,7 @@ def run_dir(tmp_path_factory) -> Path:
     )
     with open_dict(cfg):  # only the callbacks under test, whatever else the default list holds
         cfg.callbacks = {k: cfg.callbacks[k] for k in ("samples", "report", "checkpoint", "last")}
-        cfg.callbacks.scores = {"_target_": "tests.test_tools.ScoreStub"}
+        cfg.callbacks.scores = {"_target_": "tests.test_jobs.ScoreStub"}
     train(cfg)
     return out
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ganforge.accel import FastPath
+from ganforge.fast_path import FastPath
 from ganforge.losses import GANLoss
 from ganforge.resume import WANDB_RUN_ID, wandb_run_id
 from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
@@ -62,7 +62,7 @@ class GANModule(L.LightningModule):
         conditioning: how labels enter the networks (``none``, ``concat``, ``acgan``,
             ``projection``); the network configs read it, the module records it.
         fast_path: speed options for the networks and optimizers (channels_last, compile,
-            fused optimizers); see :class:`ganforge.accel.FastPath`.
+            fused optimizers); see :class:`ganforge.fast_path.FastPath`.
     """
 
     def __init__(
