@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ganforge.cli import run_job
-from ganforge.metrics.job import evaluate_checkpoint
+from ganforge.jobs import evaluate_checkpoint
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -4,13 +4,13 @@ for latent interpolations)."""
 import hydra
 from omegaconf import DictConfig
 
-from ganforge import tools
+from ganforge import jobs
 from ganforge.cli import run_job
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    run_job(tools.sample, cfg)
+    run_job(jobs.sample, cfg)
 
 
 if __name__ == "__main__":

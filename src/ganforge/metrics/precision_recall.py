@@ -44,4 +44,3 @@ class PrecisionRecall(Metric):
             fake, real, self.neighborhood, self.batch_size
         )
         return torch.tensor(precision), torch.tensor(recall)
-
