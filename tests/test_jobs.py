@@ -23,8 +23,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ganforge import jobs
+from ganforge.build import load_module
 from ganforge.callbacks.report import RunReport
-from ganforge.checkpoint import load_module
 from ganforge.errors import GanforgeError
 from ganforge.export import export_generator, run_onnx, run_torchscript
 from ganforge.losses import NonSaturatingLoss

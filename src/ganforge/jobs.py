@@ -13,7 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ganforge.checkpoint import load_module
+from ganforge.build import load_module
 from ganforge.errors import GanforgeError
 from ganforge.export import check_exports, export_generator
 from ganforge.metrics.evaluate import METRIC_NAMES, make_evaluator, module_sampler
