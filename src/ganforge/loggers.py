@@ -1,16 +1,19 @@
-"""Logger construction: W&B online when credentials exist, offline otherwise, never fatal."""
+"""Loggers: building them (W&B online when credentials exist, offline otherwise, never fatal),
+logging images to those that take them, and reading a W&B run's id back."""
 
 from __future__ import annotations
 
 import logging
 import netrc
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +80,18 @@ def make_wandb_logger(
             log.warning("W&B could not start in %s mode (%s)", attempt, err)
     log.warning("falling back to CSV logging in %s", fallback_dir or save_dir)
     return CSVLogger(save_dir=fallback_dir or save_dir, name="csv")
+
+
+def wandb_run_id(loggers: Iterable[Logger]) -> str | None:
+    """The id of the first W&B run among ``loggers`` (None without one)."""
+    return next((lg.version for lg in loggers if isinstance(lg, WandbLogger)), None)
+
+
+def log_image(loggers: Iterable[Logger], key: str, image: Tensor, step: int) -> None:
+    """Log a (C, H, W) image in [0, 1] under ``key`` at ``step`` to every image-capable logger
+    (W&B, TensorBoard; CSV simply has none)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[image], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, image, global_step=step)

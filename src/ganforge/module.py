@@ -14,15 +14,15 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganforge.fast_path import FastPath
-from ganforge.losses import GANLoss
-from ganforge.resume import WANDB_RUN_ID, wandb_run_id
-from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
+from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss
+from ganforge.pixels import class_rows
+from ganforge.progress import log_step
+from ganforge.resume import ResumeState
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
@@ -117,23 +117,20 @@ class GANModule(L.LightningModule):
         self.fast_path.compile_net(generator, "generator")
         self.fast_path.compile_net(discriminator, "discriminator")
         self._step_grad_norm: Tensor | None = None
-        if self.num_classes:  # whole rows per class in the grid
-            num_fixed_samples = -(-num_fixed_samples // self.num_classes) * self.num_classes
+        # the sample grid's batch: whole rows per class for a conditional model
+        if self.num_classes:
+            fixed_labels = class_rows(num_fixed_samples, self.num_classes)
+        else:
+            fixed_labels = torch.zeros(num_fixed_samples, dtype=torch.long)
         gen = torch.Generator().manual_seed(noise_seed)
         self.register_buffer(
-            "fixed_noise", torch.randn(num_fixed_samples, self.latent_dim, generator=gen)
+            "fixed_noise", torch.randn(len(fixed_labels), self.latent_dim, generator=gen)
         )
-        self.register_buffer("fixed_labels", self._grid_labels(num_fixed_samples))
+        self.register_buffer("fixed_labels", fixed_labels)
         #: the composed run configuration, stored in checkpoints so tools can rebuild the model.
         self.run_config: dict[str, Any] | None = None
-        self._rng_to_restore: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ sampling
-    def _grid_labels(self, n: int) -> Tensor:
-        """Labels for a grid with one row per class (row length = n // num_classes)."""
-        if not self.num_classes:
-            return torch.zeros(n, dtype=torch.long)
-        return torch.arange(n) // (n // self.num_classes)
 
     @property
     def sampler(self) -> nn.Module:
@@ -234,8 +231,7 @@ class GANModule(L.LightningModule):
             if penalty is not None:
                 loss = loss + penalty
             if real_cls is not None:
-                aux = F.cross_entropy(real_cls, y) + F.cross_entropy(fake_cls, y)
-                loss = loss + self.aux_weight * aux
+                loss = loss + self.aux_weight * acgan_d_class_loss(real_cls, fake_cls, y)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
             self.loss.after_d_step(self.discriminator)
@@ -253,7 +249,7 @@ class GANModule(L.LightningModule):
             fake_out, fake_cls = split_output(self.discriminator(self._d_input(fake), y))
             loss = self.loss.g_loss(fake_out)
             if fake_cls is not None:
-                loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)
+                loss = loss + self.aux_weight * acgan_g_class_loss(fake_cls, y)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
         if self.g_ema is not None:
@@ -264,10 +260,12 @@ class GANModule(L.LightningModule):
         x, y = batch
         x = self.fast_path.format_batch(x)
         opt_d, opt_g = self.optimizers()
-        k = self.loss.n_critic
-        if x.shape[0] % k:
-            raise ValueError(f"batch of {x.shape[0]} images does not split into n_critic={k} parts")
-        chunks = list(zip(x.chunk(k), y.chunk(k), strict=True))
+        n_critic = self.loss.n_critic
+        if x.shape[0] % n_critic:
+            raise ValueError(
+                f"batch of {x.shape[0]} images does not split into n_critic={n_critic} parts"
+            )
+        chunks = list(zip(x.chunk(n_critic), y.chunk(n_critic), strict=True))
         for real, labels in chunks[:-1]:
             self.discriminator_step(opt_d, real, self._labels(labels))
         # The last critic step's fake batch, made with its graph, also serves G's update, as in
@@ -278,15 +276,7 @@ class GANModule(L.LightningModule):
         d_logs = self.discriminator_step(opt_d, real, labels, fake)
         g_logs = self.generator_step(opt_g, fake, labels)
         logs = {**d_logs, **g_logs}
-        losses = {k_: v for k_, v in logs.items() if k_.startswith("loss/")}
-        # Lightning turns progress-bar values into Python numbers after every step, a host sync
-        # on a GPU; without a live bar, the bar shows epoch means (read once per epoch).
-        live = self.fast_path.live_progress_bar
-        self.log_dict(losses, prog_bar=live, on_step=True)
-        if not live:
-            epoch_means = {f"{k_}_epoch": v for k_, v in losses.items()}
-            self.log_dict(epoch_means, prog_bar=True, on_step=False, on_epoch=True, logger=False)
-        self.log_dict({k_: v for k_, v in logs.items() if not k_.startswith("loss/")}, on_step=True)
+        log_step(self, logs, live_bar=self.fast_path.live_progress_bar)
         # Epoch schedulers step with the epoch's last batch, before the batch-end hooks (as
         # Lightning does for automatic optimization), so a checkpoint written after that batch
         # already holds the stepped schedulers and resumes exactly.
@@ -301,21 +291,11 @@ class GANModule(L.LightningModule):
         for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
             sch.step()
 
-    def on_train_start(self) -> None:
-        # Restore RNG streams here, after Lightning's own set-up has drawn from them.
-        if self._rng_to_restore is not None:
-            restore_rng_states(self._rng_to_restore)
-            self._rng_to_restore = None
-        if self.trainer.world_size > 1:
-            fork_per_rank(self.global_rank)
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Exact resume and per-rank noise in any trainer this module runs in."""
+        return [ResumeState()]
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = capture_rng_states()
         if self.run_config is not None:
             checkpoint["ganforge_config"] = self.run_config
-        if self._trainer is not None and (run_id := wandb_run_id(self.trainer.loggers)):
-            checkpoint[WANDB_RUN_ID] = run_id  # a resumed job continues this W&B run
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_to_restore = checkpoint.get("rng_states")

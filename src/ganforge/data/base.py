@@ -7,8 +7,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
 
-from ganforge.data.loader import TensorBatches, to_float
+from ganforge.data.loader import TensorBatches
 from ganforge.errors import GanforgeError
+from ganforge.pixels import to_float
 
 
 def stack_dataset(dataset: Dataset, limit: int | None = None) -> tuple[Tensor, Tensor]:

@@ -8,15 +8,7 @@ import torch
 from torch import Tensor
 
 from ganforge.data.transforms import check_augment
-
-
-def to_float(x: Tensor) -> Tensor:
-    """Images as float in [-1, 1]: uint8 pixels are scaled, float tensors pass through.
-
-    Image datasets are held as uint8 (a quarter of the memory of float32) and converted one
-    batch at a time on the device.
-    """
-    return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+from ganforge.pixels import to_float
 
 
 def hflip_where(x: Tensor, flip: Tensor) -> Tensor:

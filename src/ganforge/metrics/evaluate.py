@@ -23,10 +23,10 @@ from ganforge.metrics.features import (
     build_feature_extractor,
     fingerprint,
     resolve_feature_space,
-    to_uint8,
 )
 from ganforge.metrics.real import real_features
 from ganforge.metrics.suite import MetricSuite
+from ganforge.pixels import to_uint8
 
 #: ``sampler(n, generator)`` -> n images in [-1, 1], drawing all noise from ``generator``
 Sampler = Callable[[int, torch.Generator], Tensor]
