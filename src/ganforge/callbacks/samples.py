@@ -8,6 +8,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import save_image
 
+from ganforge.errors import GanforgeError
 from ganforge.loggers import log_image
 from ganforge.pixels import grid_of, row_length
 
@@ -24,6 +25,16 @@ class SampleGrid(L.Callback):
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
         self.nrow = nrow
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        shape = getattr(trainer.datamodule, "sample_shape", None)
+        if shape is not None and len(shape) != 3:
+            name = getattr(trainer.datamodule, "name", type(trainer.datamodule).__name__)
+            raise GanforgeError(
+                f"{name}: the SampleGrid callback draws image grids and cannot show "
+                f"{len(shape)}-D points; use callbacks=toy (scatter plots of real vs generated "
+                "points)"
+            )
 
     def _nrow(self, pl_module) -> int:
         return self.nrow or row_length(len(pl_module.fixed_noise), pl_module.num_classes)
