@@ -87,7 +87,6 @@ class Evaluator:
             seed=self.seed,
         )
 
-    @torch.no_grad()
     def __post_init__(self) -> None:
         if self.num_samples < 2 or self.batch_size < 1:
             raise GanforgeError(
