@@ -20,25 +20,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganforge.fast_path import FastPath
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss
+from ganforge.nets.base import split_output
 from ganforge.pixels import class_rows
-from ganforge.progress import log_step
+from ganforge.progress import grad_norm, log_step
 from ganforge.resume import ResumeState
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
-
-
-def grad_norm(params: Iterable[nn.Parameter]) -> Tensor:
-    """Total L2 norm of the gradients, computed on the device without a host sync."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.nn.utils.get_total_norm(grads)
-
-
-def split_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
-    """D's adversarial output and, for ACGAN discriminators, its class logits."""
-    return out if isinstance(out, tuple) else (out, None)
 
 
 class GANModule(L.LightningModule):

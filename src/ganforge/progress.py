@@ -1,9 +1,13 @@
-"""What a training step shows in the progress bar and sends to the loggers."""
+"""What a training step shows in the progress bar and sends to the loggers, and the gradient
+norms it logs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import lightning as L
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 
 def log_step(module: L.LightningModule, logs: dict[str, Tensor], live_bar: bool) -> None:
@@ -19,3 +23,11 @@ def log_step(module: L.LightningModule, logs: dict[str, Tensor], live_bar: bool)
         module.log_dict(epoch_means, prog_bar=True, on_step=False, on_epoch=True, logger=False)
     others = {key: value for key, value in logs.items() if not key.startswith("loss/")}
     module.log_dict(others, on_step=True)
+
+
+def grad_norm(params: Iterable[nn.Parameter]) -> Tensor:
+    """Total L2 norm of the gradients, computed on the device without a host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads)
