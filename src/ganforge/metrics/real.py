@@ -53,7 +53,9 @@ def real_features(
         cached = torch.load(path, map_location="cpu")
         return cached["features"], cached["logits"]
     log.info("computing real-data features for %s (%d images)", key, n)
-    features, logits = extract(extractor, images, batch_size, torch.device(device))
+    features, logits = extract(
+        extractor, images, batch_size, torch.device(device), f"caching real features ({n})"
+    )
     if path is not None and write:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
