@@ -78,7 +78,8 @@ class Dashboard(L.Callback):
         summary: dict[str, Any] = {G_STEP: pl_module.g_step, KIMG: self.images_seen / 1000}
         best = best_checkpoint(trainer)
         if best is not None:
-            ckpt = torch.load(best.best_model_path, map_location="cpu", weights_only=False, mmap=True)
+            path = best.best_model_path
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
             summary["best/ckpt_path"] = str(Path(best.best_model_path).resolve())
             summary["best/g_step"] = ckpt["global_step"] // (pl_module.loss.n_critic + 1)
             summary["best/metric"] = best.monitor

@@ -28,8 +28,8 @@ def is_last_epoch(trainer: L.Trainer) -> bool:
 class GANMetrics(L.Callback):
     """Score the generator every ``every_n_epochs`` epochs and after the last one, logging
     ``metrics/fid``, ``metrics/is`` (``metrics/is_std``), ``metrics/kid`` (``metrics/kid_std``),
-    ``metrics/precision``, ``metrics/recall`` (and ``metrics/modes``, ``metrics/kl_uniform`` in the ``digits``
-    space) to every logger, where checkpointing and sweeps can monitor them.
+    ``metrics/precision``, ``metrics/recall`` (and ``metrics/modes``, ``metrics/kl_uniform`` in
+    the ``digits`` space) to every logger, where checkpointing and sweeps can monitor them.
 
     Samples come from ``GANModule.sample`` with generators seeded from ``seed``: the same noise
     at every evaluation, and the training RNG stream untouched. The feature network lives in
