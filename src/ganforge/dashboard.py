@@ -46,8 +46,8 @@ METRIC_PREFIXES = ("metrics", "eval")
 
 def define_metrics(run: Any) -> None:
     """Declare the axes and summaries on a W&B run (``wandb.Run``); harmless to repeat."""
-    run.define_metric(G_STEP, summary="max")
-    run.define_metric(KIMG, step_metric=G_STEP, step_sync=True, summary="max")
+    run.define_metric(G_STEP)
+    run.define_metric(KIMG, step_metric=G_STEP, step_sync=True)
     # step_sync fills in the latest g_step for rows logged without it (epoch-end metrics)
     run.define_metric("*", step_metric=G_STEP, step_sync=True)
     for prefix in METRIC_PREFIXES:
@@ -103,7 +103,8 @@ def log_eval(
 
     The run is resumed by id (``resume="allow"``): online it is updated in place; offline a new
     offline folder with the same id appears in the training run's ``wandb/`` folder and
-    ``wandb sync`` merges it into the run.
+    ``wandb sync`` merges it into the run. A W&B failure is a warning: the scores are never
+    lost over it.
     """
     import torch
     from omegaconf import OmegaConf
@@ -134,10 +135,10 @@ def log_eval(
                 dir=str(save_dir),
                 mode=mode,
             )
-        except Exception as err:  # the scores are safe in metrics.json
-            if not is_service_failure(err):
-                raise
+        except Exception as err:  # the scores still go to metrics.json
             log.warning("W&B could not start in %s mode (%s)", mode, err)
+            if not is_service_failure(err):
+                return None
             continue
         define_metrics(run)
         run.log(row)

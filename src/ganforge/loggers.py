@@ -44,11 +44,13 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def wandb_mode(mode: str = "auto") -> str:
-    """Resolve ``auto`` to ``online`` or ``offline``; an explicit WANDB_MODE wins."""
+    """Resolve ``auto`` to ``online`` or ``offline``; an explicit WANDB_MODE wins (its old
+    name ``dryrun``, which Lightning's offline WandbLogger sets, reads as ``offline``)."""
     if mode not in WANDB_MODES:
         raise GanforgeError(f"logger.wandb.mode={mode!r} is not one of {', '.join(WANDB_MODES)}")
     if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
+        env = os.environ["WANDB_MODE"]
+        return "offline" if env == "dryrun" else env
     if mode == "auto":
         return "online" if wandb_has_credentials() else "offline"
     return mode

@@ -55,12 +55,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "metrics": values,
     }
     print(format_table(values))
-    out = Path(cfg.output_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("metrics written to %s", out)
     if cfg.get("wandb", True):
         result["wandb_run_id"] = log_eval(
             cfg.ckpt_path, run_cfg, values, options["num_samples"], module.loss.n_critic
         )
+    out = Path(cfg.output_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("metrics written to %s", out)
     return result
