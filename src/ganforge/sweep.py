@@ -81,7 +81,8 @@ def sweep_value(trainer: L.Trainer, metric: str | None, out_dir: str | Path) -> 
 
 
 def job_result(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
-    """The summary row of one finished job: final and best value from the job's
+    """The summary row of one finished job (plus ``returned``, the value the sweeper got, in
+    ``job_result.json``): final and best value from the job's
     ``optimized_metric.json``, or for a job without one (not a training job, or one that
     crashed) its return value and its last checkpoint's best score."""
     completed = job_return.status == JobStatus.COMPLETED
@@ -101,6 +102,7 @@ def job_result(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
         "metric": config.get("optimized_metric"),
         "final": values["final"],
         "best": values["best"],
+        "returned": _number(job_return.return_value) if completed else None,
         "run_dir": str(run_dir),
     }
 
