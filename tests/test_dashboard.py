@@ -78,8 +78,9 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
 
 
 def only_run(run: Path) -> Path:
+    """The training run's offline folder (the first; eval and sample add continuations)."""
     folders = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(folders) == 1, folders
+    assert len({f.name.rsplit("-", 1)[1] for f in folders}) == 1, folders  # one run id
     return folders[0]
 
 
@@ -254,3 +255,25 @@ def test_optuna_sweep_returns_each_jobs_best_fid(tmp_path: Path) -> None:
         returned.append(value)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(returned))
+
+
+def test_interpolation_gif_joins_the_training_run(wandb_run, tmp_path: Path) -> None:
+    run, _ = wandb_run
+    train_id = leet_summary(only_run(run))["run_id"]
+    before = set((run / "wandb").glob(f"offline-run-*-{train_id}"))
+    out = run_cli(
+        [
+            "src/sample.py",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "mode=interpolate",
+            "interpolation.paths=2",
+            "interpolation.steps=3",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "interpolation.gif").is_file()
+    (added,) = set((run / "wandb").glob(f"offline-run-*-{train_id}")) - before
+    summary = leet_summary(added)["summary"]
+    assert summary["interpolation"]["_type"] == "video-file"
+    assert summary["train/g_step"] == 6

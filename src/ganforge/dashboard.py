@@ -89,22 +89,21 @@ def attach_files(loggers: Iterable[Logger], run_dir: Path, step: int) -> list[Pa
     return files
 
 
-def log_eval(
+def log_to_checkpoint_run(
     ckpt_path: str | Path,
     run_cfg: Any,
-    values: Mapping[str, float],
-    num_samples: int,
+    row: Mapping[str, Any],
     n_critic: int = 1,
+    what: str = "scores",
 ) -> str | None:
-    """Write ``values`` as ``eval/<name>`` (with ``eval/num_samples``) into the W&B run that
-    wrote ``ckpt_path``, at the checkpoint's generator iteration (``n_critic + 1`` optimizer
-    steps each); return the run's id, or None when the checkpoint has no run or W&B could
-    not start (the scores are in ``metrics.json`` either way).
+    """Log ``row`` into the W&B run that wrote ``ckpt_path``, at the checkpoint's generator
+    iteration (``n_critic + 1`` optimizer steps each); return the run's id, or None when the
+    checkpoint has no run or W&B could not start (a warning: the caller's files are written
+    either way).
 
     The run is resumed by id (``resume="allow"``): online it is updated in place; offline a new
     offline folder with the same id appears in the training run's ``wandb/`` folder and
-    ``wandb sync`` merges it into the run. A W&B failure is a warning: the scores are never
-    lost over it.
+    ``wandb sync`` merges it into the run.
     """
     import torch
     from omegaconf import OmegaConf
@@ -115,15 +114,13 @@ def log_eval(
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
     run_id = ckpt.get(WANDB_RUN_ID)
     if not run_id:
-        log.info("%s was written without a W&B run; scores go to metrics.json only", ckpt_path)
+        log.info("%s was written without a W&B run; %s are not logged to W&B", ckpt_path, what)
         return None
     wcfg = OmegaConf.select(run_cfg, "logger.wandb", default=None) or {}
     save_dir = Path(wcfg.get("save_dir") or Path(ckpt_path).resolve().parents[1])
     if not save_dir.is_dir():  # the run folder moved: keep the checkpoint's neighbourhood
         save_dir = Path(ckpt_path).resolve().parents[1]
-    row = {f"eval/{k}": v for k, v in values.items()}
-    row["eval/num_samples"] = num_samples
-    row[G_STEP] = ckpt.get("global_step", 0) // (n_critic + 1)
+    row = {**row, G_STEP: ckpt.get("global_step", 0) // (n_critic + 1)}
     import wandb
 
     for mode in dict.fromkeys((wandb_mode(wcfg.get("mode", "auto")), "offline")):
@@ -135,16 +132,37 @@ def log_eval(
                 dir=str(save_dir),
                 mode=mode,
             )
-        except Exception as err:  # the scores still go to metrics.json
+        except Exception as err:  # the caller's files are written whatever W&B does
             log.warning("W&B could not start in %s mode (%s)", mode, err)
             if not is_service_failure(err):
                 return None
             continue
         define_metrics(run)
         run.log(row)
-        run.summary.update({"eval/num_samples": num_samples})
         run.finish()
         where = "" if mode != "offline" else f"; upload with: wandb sync {save_dir / 'wandb'}"
-        log.info("scores logged to W&B run %s (%s)%s", run_id, mode, where)
+        log.info("%s logged to W&B run %s (%s)%s", what, run_id, mode, where)
         return run_id
     return None
+
+
+def log_eval(
+    ckpt_path: str | Path,
+    run_cfg: Any,
+    values: Mapping[str, float],
+    num_samples: int,
+    n_critic: int = 1,
+) -> str | None:
+    """Write ``values`` as ``eval/<name>`` (with ``eval/num_samples``) into the checkpoint's
+    W&B run (:func:`log_to_checkpoint_run`); ``metrics.json`` holds them either way."""
+    row: dict[str, Any] = {f"eval/{k}": v for k, v in values.items()}
+    row["eval/num_samples"] = num_samples
+    return log_to_checkpoint_run(ckpt_path, run_cfg, row, n_critic, "scores")
+
+
+def log_interpolation(ckpt_path: str | Path, run_cfg: Any, gif: Path, n_critic: int = 1) -> None:
+    """Attach an interpolation GIF from ``src/sample.py`` to the checkpoint's W&B run."""
+    import wandb
+
+    video = wandb.Video(str(gif), format="gif")
+    log_to_checkpoint_run(ckpt_path, run_cfg, {"interpolation": video}, n_critic, "interpolation")
