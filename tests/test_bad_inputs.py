@@ -83,6 +83,7 @@ TRAIN_CASES = [
         ["callbacks.metrics.num_samples=0", "positive integer"],
     ),
     ("optimized_metric=metrics/nothing", ["optimized_metric=metrics/nothing", "allowed:"]),
+    ("optimized_metric=null", ["optimized_metric=null", "callbacks.checkpoint=null"]),
     ("data=folder", ["data.path is required but not set", "data.path=<value>"]),
     ("data=folder data.path=/nonexistent/faces", ["data.path=/nonexistent/faces does not"]),
     ("data=folder data.path={junk}", ["image files under {junk} could be read"]),

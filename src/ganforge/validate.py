@@ -221,6 +221,11 @@ def check_writable(key: str, path: Any) -> None:
 def check_optimized_metric(cfg: DictConfig) -> None:
     """``optimized_metric`` must be a metric one of the configured callbacks logs."""
     metric = _get(cfg, "optimized_metric")
+    if metric is None and _get(cfg, "callbacks.checkpoint.monitor") is None:
+        raise GanforgeError(
+            "optimized_metric=null leaves callbacks.checkpoint (the best checkpoint) without a "
+            "metric to monitor; set callbacks.checkpoint=null as well, or name a metric"
+        )
     if metric in (_ABSENT, None):
         return
     callbacks = _get(cfg, "callbacks")
@@ -246,7 +251,7 @@ def check_optimized_metric(cfg: DictConfig) -> None:
     allowed = ", ".join(sorted(logged)) or "none: no configured callback logs a metric"
     raise GanforgeError(
         f"optimized_metric={metric} is not a metric the configured callbacks log; allowed: "
-        f"{allowed} (or optimized_metric=null)"
+        f"{allowed} (or optimized_metric=null callbacks.checkpoint=null)"
     )
 
 
