@@ -6,6 +6,7 @@ scripts call it); the rows in ``CLI_CASES`` go through the real command line."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -236,3 +237,20 @@ def test_bad_input_through_the_command_line(
     assert len(errors) == 1, out.stderr
     assert _fill(words, files) in errors[0]
     assert "Traceback" not in out.stderr
+
+
+def test_run_shorter_than_the_log_interval_ends_without_a_traceback(tmp_path: Path, caplog) -> None:
+    """The issue's ``data=ring8 model.conditioning=concat`` run, shorter than
+    ``log_every_n_steps``: nothing to report is a one-line warning, not a logged traceback."""
+    cfg = compose_job(
+        "train",
+        [
+            *("data=ring8", "model.conditioning=concat", "max_g_steps=2", "logger=csv"),
+            *("callbacks.progress=null", "callbacks.model_summary=null", "callbacks.scatter=null"),
+        ],
+        tmp_path,
+    )
+    with caplog.at_level(logging.WARNING):
+        run_job(train, cfg, validate_train)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert any("no run report:" in r.getMessage() for r in caplog.records)

@@ -45,7 +45,8 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 def _message(err: BaseException) -> str:
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
-        return f"{err.full_key}: {err.msg}"  # the key, without OmegaConf's multi-line context
+        # the key and the first line, without OmegaConf's multi-line context
+        return f"{err.full_key}: {err.msg.splitlines()[0]}"
     return str(err)
 
 

@@ -154,7 +154,7 @@ def _get(cfg: DictConfig, key: str) -> Any:
     except MissingMandatoryValue:
         raise GanforgeError(f"{key} is required but not set; add {key}=<value>") from None
     except OmegaConfBaseException as err:
-        raise GanforgeError(f"{key} cannot be resolved: {err.msg}") from None
+        raise GanforgeError(f"{key} cannot be resolved: {err.msg.splitlines()[0]}") from None
     if isinstance(value, DictConfig | ListConfig):
         value = OmegaConf.to_container(value, resolve=True)
     return value
@@ -192,7 +192,7 @@ def resolve_all(cfg: DictConfig, prefix: str = "") -> None:
         try:
             value = cfg[key]
         except OmegaConfBaseException as err:
-            raise GanforgeError(f"{full} cannot be resolved: {err.msg}") from None
+            raise GanforgeError(f"{full} cannot be resolved: {err.msg.splitlines()[0]}") from None
         if isinstance(value, DictConfig | ListConfig):
             resolve_all(value, full)
 
