@@ -27,7 +27,7 @@ NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
 NonNegativeFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
 Decay = Annotated[float, Field(strict=True, ge=0, lt=1)]
-Steps = Annotated[int, Field(strict=True, ge=-1)]
+Steps = Literal[-1] | PositiveInt
 Bool = Annotated[bool, Field(strict=True)]
 
 #: (pydantic type, what is allowed, in words) per kind of key
