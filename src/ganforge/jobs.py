@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.build import load_module
+from ganforge.dashboard import log_eval, log_interpolation
 from ganforge.errors import GanforgeError
 from ganforge.export import check_exports, export_generator
 from ganforge.metrics.evaluate import METRIC_NAMES, make_evaluator, module_sampler
@@ -60,7 +61,7 @@ def sample(cfg: DictConfig) -> Path:
     ckpt = _required(cfg, "ckpt_path", CKPT_EXAMPLE)
     if cfg.mode not in MODES:
         raise GanforgeError(f"mode={cfg.mode} is not one of {list(MODES)}")
-    module, _ = load_module(ckpt, map_location=resolve_device(cfg.device))
+    module, run_cfg = load_module(ckpt, map_location=resolve_device(cfg.device))
     out = Path(cfg.output_dir)
     truncation = cfg.get("truncation")
     if cfg.mode == "interpolate":
@@ -71,6 +72,8 @@ def sample(cfg: DictConfig) -> Path:
         if spec.gif:
             gif = save_gif(interpolation_frames(paths), out / "interpolation.gif", spec.frame_ms)
             log.info("interpolation animation: %s", gif)
+            if cfg.get("wandb", True):
+                log_interpolation(ckpt, run_cfg, gif, module.loss.n_critic)
         return grid
     images, labels, nrow = sample_images(
         module, cfg.n, cfg.get("nrow"), cfg.seed, _labels(cfg), truncation
@@ -139,6 +142,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "metrics": values,
     }
     print(format_table(values))
+    if cfg.get("wandb", True):
+        result["wandb_run_id"] = log_eval(
+            ckpt, run_cfg, values, options["num_samples"], module.loss.n_critic
+        )
     out = Path(cfg.output_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -22,8 +22,8 @@ from ganforge.fast_path import FastPath
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss
 from ganforge.nets.base import split_output
 from ganforge.pixels import class_rows
-from ganforge.progress import grad_norm, log_step
 from ganforge.resume import ResumeState
+from ganforge.step_logs import grad_norm, log_step
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]

@@ -8,14 +8,18 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge import checks
+from ganforge.atomic import AtomicCheckpointIO, remove_partial_files
 from ganforge.build import build_module
+from ganforge.callbacks.preemption import Preemption
 from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
 from ganforge.resume import resume_wandb
+from ganforge.resume_changes import ApplyResumeChanges, check_resume_config
+from ganforge.sweep import sweep_value
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +52,33 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = resume_path(
         cfg.get("ckpt_path"), OmegaConf.select(cfg, "callbacks.checkpoint.dirpath")
     )
+    changes = []
     if ckpt_path:
         ckpt = checks.check_resume_checkpoint(ckpt_path, module, cfg)
+        changes = check_resume_config(ckpt, cfg, ckpt_path)
         if run_id := resume_wandb(cfg.get("logger"), ckpt):
             log.info("resuming W&B run %s", run_id)
 
     callbacks = _enabled(instantiate_list(cfg.get("callbacks")), cfg.trainer)
+    if changes:
+        callbacks.append(ApplyResumeChanges(changes))
     checks.run_preflights([datamodule, *callbacks])
+    for cb in callbacks:  # temporary files of a checkpoint write cut short by SIGKILL
+        if isinstance(cb, ModelCheckpoint | Preemption) and cb.dirpath:
+            remove_partial_files(cb.dirpath)
     loggers = instantiate_list(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # checkpoints are written atomically inside their folder (Lightning's default goes via /tmp)
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, **plugins
+    )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     metric = cfg.get("optimized_metric")
-    value = trainer.callback_metrics.get(metric) if metric else None
+    value = sweep_value(trainer, metric, cfg.paths.output_dir)
     if metric and value is None:
         log.warning("optimized_metric %r was never logged; returning None to the sweeper", metric)
     best = next(
@@ -71,4 +86,4 @@ def train(cfg: DictConfig) -> float | None:
     )
     if best is not None and best.best_model_path:
         log.info("best checkpoint: %s", Path(best.best_model_path))
-    return None if value is None else float(value)
+    return value
