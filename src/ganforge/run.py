@@ -15,7 +15,9 @@ from ganforge import checks
 from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
 from ganforge.module import GANModule
+from ganforge.prespawn import check_before_spawn
 from ganforge.resume import resume_wandb
+from ganforge.strategy import describe_run
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ def train(cfg: DictConfig) -> float | None:
     checks.run_preflights([datamodule, *callbacks])
     loggers = instantiate_list(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    check_before_spawn(trainer, datamodule, callbacks)
+    log.info(describe_run(trainer, datamodule.batch_size))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
