@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ganforge.accel import FastPath, is_compiled
+from ganforge.ema import EMAUpdate
 from ganforge.losses import GANLoss
 from ganforge.resume import WANDB_RUN_ID, wandb_run_id
 from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
@@ -110,7 +111,7 @@ class GANModule(L.LightningModule):
         for net in (generator, discriminator):
             self.fast_path.prepare(net)  # before the EMA copy, so it shares the memory format
         self.g_ema = (
-            AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            AveragedModel(generator, multi_avg_fn=EMAUpdate(ema_decay), use_buffers=True)
             if ema_decay
             else None
         )
