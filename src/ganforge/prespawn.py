@@ -25,6 +25,7 @@ def check_before_spawn(
     The datamodule's ``setup`` is idempotent, so the ranks reuse the split made here (spawn
     hands them the set-up datamodule); metric callbacks that ``fast_dev_run`` skips are skipped.
     """
+    datamodule.trainer = trainer  # as trainer.fit attaches it: setup may look at the callbacks
     datamodule.setup("fit")
     if trainer.fast_dev_run:
         return

@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = instantiate_list(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     check_before_spawn(trainer, datamodule, callbacks)
-    log.info(describe_run(trainer, datamodule.batch_size))
+    log.info(describe_run(trainer, getattr(datamodule, "batch_size", cfg.data.get("batch_size"))))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
