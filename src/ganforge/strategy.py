@@ -30,6 +30,7 @@ from lightning.fabric.plugins.environments import (
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
 from ganforge.errors import GanforgeError
 from ganforge.spawn import SpawnDDPStrategy
@@ -129,7 +130,8 @@ def describe_run(trainer: Trainer, batch_size: int) -> str:
     strategy = trainer.strategy
     if isinstance(strategy, DDPStrategy):
         env = type(strategy.cluster_environment).__name__.removesuffix("Environment")
-        started = f"spawn, {env}" if strategy.launcher is not None else env
+        spawned = isinstance(strategy.launcher, _MultiProcessingLauncher)
+        started = f"{strategy.launcher._start_method}, {env}" if spawned else env
         name = f"ddp ({started}, find_unused_parameters="
         name += f"{strategy._ddp_kwargs.get('find_unused_parameters', False)})"
     else:
