@@ -22,7 +22,7 @@ from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcess
 from torch import multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
-from ganforge.cli import _user_error
+from ganforge.cli import _message, _user_error
 from ganforge.errors import GanforgeError
 
 
@@ -44,7 +44,7 @@ class UserErrorLauncher(_MultiProcessingLauncher):
         except Exception as err:
             user = _user_error(err)
             if user is not None:
-                self._user_errors.put(str(user))
+                self._user_errors.put(_message(user))
             raise
 
 
