@@ -21,6 +21,7 @@ from ganforge.prespawn import check_before_spawn
 from ganforge.resume import resume_wandb
 from ganforge.resume_changes import ApplyResumeChanges, check_resume_config
 from ganforge.strategy import describe_run
+from ganforge.sweep import sweep_value
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     metric = cfg.get("optimized_metric")
-    value = trainer.callback_metrics.get(metric) if metric else None
+    value = sweep_value(trainer, metric, cfg.paths.output_dir)
     if metric and value is None:
         log.warning("optimized_metric %r was never logged; returning None to the sweeper", metric)
     best = next(
@@ -108,4 +109,4 @@ def train(cfg: DictConfig) -> float | None:
     )
     if best is not None and best.best_model_path:
         log.info("best checkpoint: %s", Path(best.best_model_path))
-    return None if value is None else float(value)
+    return value
