@@ -249,12 +249,13 @@ def test_stacked_mnist_two_process_run_resumes_on_two_processes(tmp_path: Path) 
         "trainer.devices=2",
         "+trainer.limit_train_batches=2",
     ]
-    train(tmp_path / "a", *args, "trainer.max_epochs=1")
-    first = only(list((tmp_path / "a" / "outputs" / "train" / "runs").iterdir()))
+    first, run = tmp_path / "first", tmp_path / "second"  # one data root: resume refuses others
+    train(tmp_path, *args, "trainer.max_epochs=1", f"hydra.run.dir={first}")
     last = first / "checkpoints" / "last.ckpt"
-    out = train(tmp_path / "b", *args, "trainer.max_epochs=2", f"ckpt_path={last}")
+    out = train(
+        tmp_path, *args, "trainer.max_epochs=2", f"ckpt_path={last}", f"hydra.run.dir={run}"
+    )
     assert "Restoring states from the checkpoint" in out.stdout + out.stderr
-    run = only(list((tmp_path / "b" / "outputs" / "train" / "runs").iterdir()))
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
     rows = [r for r in csv.DictReader((run / "csv" / "metrics.csv").open()) if r["loss/d"]]
     assert [int(r["step"]) for r in rows] == [2, 3]  # continued after 2 iterations; rank 0 only
