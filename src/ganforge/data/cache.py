@@ -101,7 +101,13 @@ def _decode_into(source: Source, folder: Path, num_workers: int, what: str) -> i
         folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *shape)
     )
     loader = DataLoader(
-        _Decoded(source), batch_size=64, num_workers=num_workers, collate_fn=_as_list
+        _Decoded(source),
+        batch_size=64,
+        num_workers=num_workers,
+        collate_fn=_as_list,
+        # its own generator: building the cache must not advance the global RNG, or a run
+        # that builds it would train differently from one that finds it
+        generator=torch.Generator(),
     )
     keep, bad = [], []
     for batch in track(loader, description=f"preparing {what}", total=len(loader)):

@@ -92,6 +92,32 @@ def _collate(samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     return to_float(torch.stack(images)), torch.stack(labels)
 
 
+class ResumableStreamingLoader(StreamingDataLoader):
+    """``StreamingDataLoader`` whose restored position applies to one pass only.
+
+    LitData keeps resuming from a loaded state until a pass runs to exhaustion, but Lightning
+    stops a pass after ``len(loader)`` batches (or ``limit_train_batches``) without exhausting
+    it; the next epoch would then continue the old position and yield nothing. Here the
+    first pass started after :meth:`load_state_dict` resumes, and every later pass starts a
+    fresh epoch, as in a run that was never stopped.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resume_pending = False
+
+    def load_state_dict(self, obj: dict) -> None:
+        super().load_state_dict(obj)
+        self._resume_pending = self.restore
+
+    def __iter__(self):
+        # runs at the first batch: a pass Lightning creates but never reads changes nothing
+        if not self._resume_pending:
+            self.restore = False
+        self._resume_pending = False
+        yield from super().__iter__()
+
+
 class StreamingDataModule(ImageDataModule):
     """Images from LitData shards at ``path`` (folder or URI) written by ``src/prepare.py``.
 
@@ -107,10 +133,11 @@ class StreamingDataModule(ImageDataModule):
         path: str,
         download_dir: str | None = None,
         num_workers: int = 2,
+        channels: int = 3,
         **kwargs,
     ):
         kwargs["in_memory"] = False
-        super().__init__(num_workers=num_workers, **kwargs)
+        super().__init__(num_workers=num_workers, channels=channels, **kwargs)
         self.path = path
         self.download_dir = download_dir
         if self.augment != "none":
@@ -123,7 +150,7 @@ class StreamingDataModule(ImageDataModule):
                 "streaming: shards hold one split; set data.num_val=0 (metrics use "
                 "real_split=train)"
             )
-        self._loader: StreamingDataLoader | None = None
+        self._loader: ResumableStreamingLoader | None = None
 
     def _dataset(self, shuffle: bool) -> StreamingDataset:
         if "://" not in self.path:
@@ -144,18 +171,21 @@ class StreamingDataModule(ImageDataModule):
         self._check_shape(tuple(dataset[0][0].shape))
         self.train_dataset = dataset
 
-    def train_dataloader(self) -> StreamingDataLoader:
+    def train_dataloader(self) -> ResumableStreamingLoader:
         if self.train_dataset is None:
             raise RuntimeError("call setup() first")
         if self._loader is None:
             # one loader for the whole fit: its epoch counter and state live on it
-            self._loader = StreamingDataLoader(
+            self._loader = ResumableStreamingLoader(
                 self.train_dataset,
                 batch_size=self.loader_batch_size,
                 num_workers=self.num_workers,
                 collate_fn=_collate,
                 drop_last=True,
                 pin_memory=torch.cuda.is_available(),
+                # its own generator: starting an epoch must not draw from the global RNG, which
+                # a resumed run restores to the step it stopped at, not to the epoch start
+                generator=torch.Generator().manual_seed(self.seed),
             )
             if len(self._loader) == 0:
                 raise GanforgeError(
