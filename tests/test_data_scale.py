@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -299,3 +300,37 @@ def test_prepare_command_reports_skips_and_writes_cache_and_shards(tmp_path) -> 
     assert again.returncode == 1
     errors = [line for line in again.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(images) in errors[0] and "truncated" in errors[0]
+
+
+@pytest.mark.slow
+def test_streaming_path_resumes_bitwise_under_two_process_ddp(tmp_path) -> None:
+    """Two CPU ranks (gloo) read their own shards; a SIGTERM mid-epoch, then resume."""
+    shards = folder_shards(tmp_path)  # 32 samples: 4 batches of 4 per rank and epoch
+    env = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+
+    def run(out: Path, *extra: str):
+        args = [
+            "src/train.py",
+            "logger=csv",
+            f"hydra.run.dir={out}",
+            "trainer=ddp_sim",
+            *RESUME,
+            "data=streaming",
+            f"data.path={shards}",
+            "data.image_size=16",
+            *extra,
+        ]
+        return run_cli(args, cwd=ROOT, **env)
+
+    straight = run(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    out = tmp_path / "interrupted"
+    stop = extra_callback("stop", SignalAt, step=2, signum=signal.SIGTERM)
+    stopped = run(out, *stop)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 2 * 2
+    resumed = run(out, f"ckpt_path={last}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = weights(tmp_path / "straight" / "checkpoints" / "last.ckpt"), weights(last)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
