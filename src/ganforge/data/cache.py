@@ -90,12 +90,17 @@ def _as_list(batch: list) -> list:
     return batch
 
 
+def _none_readable(source: Source, n: int, what: str) -> GanforgeError:
+    where = f" under {source.folder()}" if hasattr(source, "folder") else ""
+    return GanforgeError(f"{what}: none of the {n} image files{where} could be read")
+
+
 def _decode_into(source: Source, folder: Path, num_workers: int, what: str) -> int:
     """Decode ``source`` into ``folder/images.npy`` and ``labels.npy``; return images kept."""
     n = len(source)
     first = next((im for im in map(source.decode, range(n)) if im is not None), None)
     if first is None:
-        raise GanforgeError(f"{what}: the source holds no images")
+        raise _none_readable(source, n, what)
     shape = tuple(to_pixels(first).shape)
     images = np.lib.format.open_memmap(
         folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *shape)
@@ -118,7 +123,7 @@ def _decode_into(source: Source, folder: Path, num_workers: int, what: str) -> i
                 images[len(keep)] = image.numpy()
                 keep.append(index)
     if not keep:
-        raise GanforgeError(f"{what}: none of the {n} images could be read")
+        raise _none_readable(source, n, what)
     if bad:
         shown = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
         log.warning("%s: skipped %d unreadable image(s) of %d: %s", what, len(bad), n, shown)
