@@ -20,7 +20,12 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
-from ganforge.data import CelebADataModule, HFDataModule, ImageFolderDataModule
+from ganforge.data import (
+    CelebADataModule,
+    HFDataModule,
+    ImageDataModule,
+    ImageFolderDataModule,
+)
 from ganforge.data.cache import DecodedCache
 from ganforge.data.streaming import StreamingDataModule, write_shards
 from ganforge.errors import GanforgeError
@@ -255,23 +260,44 @@ def _straight_and_resumed(tmp_path: Path, overrides: list[str], stop_at: int = 3
     return straight, weights(last)
 
 
-def test_cache_path_resumes_bitwise_after_sigterm_mid_epoch(tmp_path) -> None:
-    make_celeba_tree(tmp_path / "data")  # 32 training faces: 8 batches of 4 per epoch
-    overrides = [
-        *RESUME,
-        "data=celeba",
-        f"data.root={tmp_path / 'data'}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "data.num_val=4",
-        "data.augment=hflip",
-    ]
+def _source(tmp_path: Path, source: str) -> tuple[ImageDataModule, list[str]]:
+    """A CelebA tree (32 training faces, Male attribute as label) or a class folder (32
+    images, 2 classes), as a datamodule and the overrides that train from it."""
+    if source == "celeba":
+        make_celeba_tree(tmp_path / "data")
+        root = str(tmp_path / "data")
+        dm = CelebADataModule(root=root, attributes=["Male"], num_classes=2, image_size=16)
+        overrides = ["data=celeba", f"data.root={root}", "data.attributes=[Male]"]
+        return dm, [*overrides, "data.num_classes=2", "data.num_val=4"]
+    make_class_folder(tmp_path / "data")
+    dm = ImageFolderDataModule(
+        path=str(tmp_path / "data"), labels_from_subfolders=True, num_classes=2, image_size=16
+    )
+    overrides = ["data=folder", f"data.path={tmp_path / 'data'}"]
+    return dm, [*overrides, "data.labels_from_subfolders=true", "data.num_classes=2"]
+
+
+@pytest.mark.parametrize("source", ["celeba", "folder"])
+def test_cache_path_resumes_bitwise_after_sigterm_mid_epoch(tmp_path, source) -> None:
+    _, data = _source(tmp_path, source)  # 8 batches of 4 per epoch
+    overrides = [*RESUME, *data, f"data.cache_dir={tmp_path / 'cache'}", "data.augment=hflip"]
     straight, resumed = _straight_and_resumed(tmp_path, overrides)
     assert [k for k in straight if not torch.equal(straight[k], resumed[k])] == []
 
 
-def test_streaming_path_resumes_bitwise_after_sigterm_mid_epoch(tmp_path) -> None:
-    shards = folder_shards(tmp_path)
-    overrides = [*RESUME, "data=streaming", f"data.path={shards}", "data.image_size=16"]
+@pytest.mark.parametrize("source", ["celeba", "folder"])
+def test_streaming_path_resumes_bitwise_after_sigterm_mid_epoch(tmp_path, source) -> None:
+    dm, _ = _source(tmp_path, source)
+    dm.num_workers = 0
+    entry = DecodedCache(dm, tmp_path / "cache").prepare()
+    write_shards(entry, str(tmp_path / "shards"))
+    overrides = [
+        *RESUME,
+        "data=streaming",
+        f"data.path={tmp_path / 'shards'}",
+        "data.image_size=16",
+        "data.num_classes=2",
+    ]
     straight, resumed = _straight_and_resumed(tmp_path, overrides)
     assert [k for k in straight if not torch.equal(straight[k], resumed[k])] == []
 
