@@ -209,7 +209,7 @@ HEADLINE = ["model=dcgan", "data=celeba", "trainer.devices=2"]
         ([], "celeba: 4 samples cannot spare data.num_val=1000"),
         (["data.num_val=0", "callbacks.metrics.download=false"], "missing and downloads are off"),
         # found only inside the ranks: carried back by ganforge.spawn.UserErrorLauncher
-        (["data.num_val=0", "callbacks.metrics=null"], "celeba: batch of 64 is larger than the 2"),
+        (["data.num_val=0", "callbacks.metrics=null"], "batch_size=64 is larger than the 2"),
     ],
     ids=["num_val", "inception_weights", "in_rank"],
 )
