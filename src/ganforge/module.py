@@ -16,9 +16,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
-from ganforge.fast_path import FastPath
+from ganforge.ema import EMAUpdate
+from ganforge.fast_path import FastPath, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss
 from ganforge.nets.base import split_output
 from ganforge.pixels import class_rows
@@ -98,12 +99,12 @@ class GANModule(L.LightningModule):
         for net in (generator, discriminator):
             self.fast_path.prepare(net)  # before the EMA copy, so it shares the memory format
         self.g_ema = (
-            AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            AveragedModel(generator, multi_avg_fn=EMAUpdate(ema_decay), use_buffers=True)
             if ema_decay
             else None
         )
-        self.fast_path.compile_net(generator, "generator")
-        self.fast_path.compile_net(discriminator, "discriminator")
+        if self.g_ema is not None:  # a copy, not a network: DDP must not all-reduce it
+            self.g_ema.requires_grad_(False)
         self._step_grad_norm: Tensor | None = None
         # the sample grid's batch: whole rows per class for a conditional model
         if self.num_classes:
@@ -156,6 +157,13 @@ class GANModule(L.LightningModule):
         return self.trainer.global_step // (self.loss.n_critic + 1) if self._trainer else 0
 
     # ------------------------------------------------------------------ training
+    def configure_model(self) -> None:
+        """Compile G and D (when ``fast_path.compile`` is on) in each process, after the ranks
+        exist: a compiled forward does not pickle, and the preflight checks run uncompiled."""
+        for net, name in ((self.generator, "generator"), (self.discriminator, "discriminator")):
+            if not is_compiled(net):
+                self.fast_path.compile_net(net, name)
+
     def configure_optimizers(self):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None) is not None
         extra_d = self.fast_path.optimizer_kwargs(self.optimizer_d, self.device, scaler)
