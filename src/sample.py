@@ -6,11 +6,12 @@ from omegaconf import DictConfig
 
 from ganforge import tools
 from ganforge.cli import run_job
+from ganforge.validate import validate_sample
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    run_job(tools.sample, cfg)
+    run_job(tools.sample, cfg, validate_sample)
 
 
 if __name__ == "__main__":

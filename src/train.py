@@ -6,13 +6,14 @@ from omegaconf import DictConfig
 from ganforge.cli import run_job
 from ganforge.config import register_resolvers
 from ganforge.run import train
+from ganforge.validate import validate_train
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run_job(train, cfg)
+    return run_job(train, cfg, validate_train)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,14 @@ def check_networks_fit_data(module: nn.Module, datamodule: Any) -> None:
     was_training = module.training
     module.eval()
     try:
-        images = module.generator(z, y)
+        try:
+            images = module.generator(z, y)
+        except RuntimeError as err:
+            raise GanforgeError(
+                f"the generator cannot run with these settings ({str(err).splitlines()[0]}); "
+                f"check model.generator (latent_dim={module.latent_dim}) against data.channels="
+                f"{channels}, data.image_size={size}"
+            ) from None
         want = (2, channels, size, size)
         if tuple(images.shape) != want:
             raise GanforgeError(

@@ -10,16 +10,24 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from hydra.errors import InstantiationException
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ganforge.errors import GanforgeError
 
 log = logging.getLogger("ganforge")
 T = TypeVar("T")
 
-#: exceptions whose message is the whole story: bad values, missing files
-USER_ERRORS = (GanforgeError, ValueError, FileNotFoundError)
+#: exceptions whose message is the whole story: bad values, missing files, bad trainer flags,
+#: config values that are missing or do not resolve (their message names the key)
+USER_ERRORS = (
+    GanforgeError,
+    ValueError,
+    FileNotFoundError,
+    MisconfigurationException,
+    OmegaConfBaseException,
+)
 #: exit status of a run stopped by a signal (128 + SIGTERM, as a shell reports it)
 EXIT_PREEMPTED = 128 + signal.SIGTERM
 
@@ -35,10 +43,24 @@ def _user_error(err: BaseException) -> BaseException | None:
     return None
 
 
-def run_job(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
-    """Run ``job(cfg)``; on a user error print one clear line and exit 1 (the full traceback
-    with ``HYDRA_FULL_ERROR=1``); always finish the W&B run so sweep jobs never merge."""
+def _message(err: BaseException) -> str:
+    if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
+        # the key and the first line, without OmegaConf's multi-line context
+        return f"{err.full_key}: {err.msg.splitlines()[0]}"
+    return str(err)
+
+
+def run_job(
+    job: Callable[[DictConfig], T],
+    cfg: DictConfig,
+    validate: Callable[[DictConfig], None] | None = None,
+) -> T:
+    """Run ``validate(cfg)`` then ``job(cfg)``; on a user error print one clear line and exit 1
+    (the full traceback with ``HYDRA_FULL_ERROR=1``); always finish the W&B run so sweep jobs
+    never merge."""
     try:
+        if validate is not None:
+            validate(cfg)
         return job(cfg)
     except SIGTERMException:
         # Lightning stopped at a step boundary; the Preemption callback wrote the checkpoint
@@ -49,8 +71,11 @@ def run_job(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         if user is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             log.exception("job failed; its config was:\n%s", OmegaConf.to_yaml(cfg))
             raise
-        log.error("%s: %s", type(user).__name__, user)
-        print(f"error: {user}\n(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        log.error("%s: %s", type(user).__name__, _message(user))
+        print(
+            f"error: {_message(user)}\n(set HYDRA_FULL_ERROR=1 for the full traceback)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     finally:
         _finish_wandb()

@@ -8,14 +8,17 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganforge import checks
+from ganforge.atomic import AtomicCheckpointIO, remove_partial_files
+from ganforge.callbacks.preemption import Preemption
 from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
 from ganforge.module import GANModule
 from ganforge.resume import resume_wandb
+from ganforge.resume_changes import ApplyResumeChanges, check_resume_config
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +70,26 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = resume_path(
         cfg.get("ckpt_path"), OmegaConf.select(cfg, "callbacks.checkpoint.dirpath")
     )
+    changes = []
     if ckpt_path:
         ckpt = checks.check_resume_checkpoint(ckpt_path, module, cfg)
+        changes = check_resume_config(ckpt, cfg, ckpt_path)
         if run_id := resume_wandb(cfg.get("logger"), ckpt):
             log.info("resuming W&B run %s", run_id)
 
     callbacks = _enabled(instantiate_list(cfg.get("callbacks")), cfg.trainer)
+    if changes:
+        callbacks.append(ApplyResumeChanges(changes))
     checks.run_preflights([datamodule, *callbacks])
+    for cb in callbacks:  # temporary files of a checkpoint write cut short by SIGKILL
+        if isinstance(cb, ModelCheckpoint | Preemption) and cb.dirpath:
+            remove_partial_files(cb.dirpath)
     loggers = instantiate_list(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # checkpoints are written atomically inside their folder (Lightning's default goes via /tmp)
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, **plugins
+    )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Mapping
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -106,12 +107,13 @@ class DivergenceGuard(L.Callback):
                 self._fail(pl_module, f"the {name} tensor {name}.{bad} is NaN or Inf")
 
     def _fail(self, pl_module: L.LightningModule, what: str) -> None:
+        # this run's files: a run resumed in a copied folder remembers the source run's paths
         written = sorted(
             {
-                path
+                str(Path(cb.dirpath) / Path(path).name)
                 for cb in pl_module.trainer.checkpoint_callbacks
                 for path in (cb.last_model_path, cb.best_model_path)
-                if path
+                if path and cb.dirpath and (Path(cb.dirpath) / Path(path).name).is_file()
             }
         )
         kept = (

@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 
 from ganforge.callbacks.samples import SampleGrid
+from ganforge.errors import GanforgeError
 from ganforge.report import build_report
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class RunReport(L.Callback):
                 config=getattr(pl_module, "run_config", None),
                 max_grids=self.max_grids,
             )
+        except GanforgeError as err:  # e.g. a run too short to log anything: nothing to show
+            log.warning("no run report: %s", err)
+            return
         except Exception:  # the run's results are saved; a failed report must not fail it
             log.exception(
                 "the run report could not be written; retry with: python src/report.py run_dir=%s",

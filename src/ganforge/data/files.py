@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,6 +47,10 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def folder(self) -> str:
+        """The folder all the files are in (for messages)."""
+        return os.path.commonpath([str(Path(p).parent) for p in self.files]) if self.files else "?"
+
     def decode(self, index: int) -> Tensor | None:
         """The transformed image at ``index``, or None (logged) when the file is unreadable."""
         path = self.files[index]
@@ -70,7 +75,9 @@ class ImageFiles(Dataset):
             image = self.decode(i)
             if image is not None:
                 return image, self.labels[i]
-        raise GanforgeError(f"none of the {len(self.files)} image files could be read")
+        raise GanforgeError(
+            f"none of the {len(self.files)} image files under {self.folder()} could be read"
+        )
 
 
 class _Decoded(Dataset):
@@ -112,5 +119,7 @@ def decode_all(files: ImageFiles, num_workers: int = 0) -> tuple[Tensor, Tensor]
             ", ".join(str(p) for p in bad),
         )
     if not images:
-        raise GanforgeError(f"none of the {len(files)} image files could be read")
+        raise GanforgeError(
+            f"none of the {len(files)} image files under {files.folder()} could be read"
+        )
     return torch.stack(images), files.labels[torch.tensor(keep)]

@@ -4,13 +4,12 @@ then cached on disk so later runs and sweep jobs skip them."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from ganforge.atomic import atomic_torch_save
 from ganforge.errors import GanforgeError
 from ganforge.metrics.features import extract
 
@@ -55,8 +54,6 @@ def real_features(
     log.info("computing real-data features for %s (%d images)", key, n)
     features, logits = extract(extractor, images, batch_size, torch.device(device))
     if path is not None and write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            torch.save({"features": features, "logits": logits}, tmp)
-        os.replace(tmp.name, path)  # atomic: parallel sweep jobs never read half a file
+        # atomic (parallel sweep jobs never read half a file) and group-readable (shared caches)
+        atomic_torch_save({"features": features, "logits": logits}, path)
     return features, logits
