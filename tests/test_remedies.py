@@ -260,3 +260,20 @@ def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path) -> Non
     assert all(
         torch.isfinite(v).all() for v in resumed["state_dict"].values() if v.is_floating_point()
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.discriminator.pack=0", "positive integer"),
+        ("model.unrolled_steps=-1", ">= 0"),
+        ("model.g_objective=moments", "adversarial or feature_matching"),
+    ],
+)
+def test_bad_remedy_option_is_one_clear_error_naming_the_key(tmp_path, override, expected) -> None:
+    from ganforge.errors import GanforgeError
+    from ganforge.validate import validate_train
+
+    with pytest.raises(GanforgeError, match=expected) as err:
+        validate_train(compose_config([*TOY, override], tmp_path))
+    assert override.split("=")[0] in str(err.value)
