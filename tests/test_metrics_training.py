@@ -69,7 +69,8 @@ def test_metrics_are_logged_without_touching_training(metrics_run, tmp_path: Pat
     fids = [float(r["metrics/fid"]) for r in rows if r.get("metrics/fid")]
     assert len(fids) == 2 and all(f > 0 for f in fids)
     logged = {k for r in rows for k, v in r.items() if v and k.startswith("metrics/")}
-    assert logged == {f"metrics/{k}" for k in ("fid", "is", "kid", "precision", "recall")} | {
+    names = ("fid", "is", "is_std", "kid", "kid_std", "precision", "recall")
+    assert logged == {f"metrics/{k}" for k in names} | {
         "metrics/modes",
         "metrics/kl_uniform",
     }

@@ -21,7 +21,7 @@ SHAPE_KEYS = ("channels", "image_size")
 def check_data_path(data_cfg: DictConfig) -> None:
     """A configured ``data.path`` must exist and hold at least one file."""
     path = data_cfg.get("path")
-    if path is None:
+    if path is None or "://" in str(path):  # object-store URIs (streaming shards) are remote
         return
     path = Path(str(path)).expanduser()
     if not path.exists():

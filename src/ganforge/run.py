@@ -19,6 +19,7 @@ from ganforge.config import instantiate_list
 from ganforge.module import GANModule
 from ganforge.resume import resume_wandb
 from ganforge.resume_changes import ApplyResumeChanges, check_resume_config
+from ganforge.sweep import sweep_value
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     metric = cfg.get("optimized_metric")
-    value = trainer.callback_metrics.get(metric) if metric else None
+    value = sweep_value(trainer, metric, cfg.paths.output_dir)
     if metric and value is None:
         log.warning("optimized_metric %r was never logged; returning None to the sweeper", metric)
     best = next(
@@ -104,4 +105,4 @@ def train(cfg: DictConfig) -> float | None:
     )
     if best is not None and best.best_model_path:
         log.info("best checkpoint: %s", Path(best.best_model_path))
-    return None if value is None else float(value)
+    return value

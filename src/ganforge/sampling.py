@@ -20,6 +20,7 @@ from torchvision.utils import save_image
 from ganforge.callbacks.samples import grid_of
 from ganforge.errors import GanforgeError
 from ganforge.module import GANModule
+from ganforge.progress import progress_bar
 
 Labels = int | Sequence[int] | None
 
@@ -92,7 +93,21 @@ def sample_images(
     n, nrow, y = grid_layout(n, nrow, module.num_classes, labels)
     gen = torch.Generator().manual_seed(seed)
     z = latent_noise(n, module.latent_dim, gen, truncation)
-    return module.generate(z, y).cpu(), y, nrow
+    return generate_batched(module, z, y), y, nrow
+
+
+def generate_batched(
+    module: GANModule, z: Tensor, y: Tensor | None, batch_size: int = 256
+) -> Tensor:
+    """``module.generate`` over ``z`` (and ``y``) ``batch_size`` at a time, on the CPU, with a
+    progress bar: a large ``n`` neither fills the device nor waits in silence."""
+    ys = [None] * math.ceil(len(z) / batch_size) if y is None else y.split(batch_size)
+    out = []
+    with progress_bar("sampling", len(z), "images") as bar:
+        for zb, yb in zip(z.split(batch_size), ys, strict=True):
+            out.append(module.generate(zb, yb).cpu())
+            bar.advance(len(zb))
+    return torch.cat(out)
 
 
 def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:

@@ -1,7 +1,9 @@
 """A table of a multirun's jobs: ``summary.csv`` and ``summary.md`` in the multirun folder.
 
-Each job records its own result (overrides, status, the value of ``optimized_metric`` it
-returned, the best value its checkpoint callback saw) in ``<job>/job_result.json`` when it ends,
+A training job hands the sweeper the **best** value of ``optimized_metric`` its checkpoint
+callback saw (the checkpoint the user keeps), not the last one, and writes both to
+``<job>/optimized_metric.json`` (:func:`sweep_value`). Each job records its own result
+(overrides, status, final and best value) in ``<job>/job_result.json`` when it ends,
 on the machine that ran it (so this works with the submitit launchers too). When the sweep ends,
 the process that launched it gathers those files into one row per job. A job that crashed or
 never logged the metric gets empty cells, not a failed summary.
@@ -16,16 +18,20 @@ import math
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "job_result.json"
+#: the final and best value of ``optimized_metric`` a training job saw
+METRIC_FILE = "optimized_metric.json"
 COLUMNS = ("job", "overrides", "status", "metric", "final", "best", "run_dir")
 
 
@@ -53,18 +59,51 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def sweep_value(trainer: L.Trainer, metric: str | None, out_dir: str | Path) -> float | None:
+    """The value a sweeper gets for ``metric``: the best one the checkpoint callback that
+    monitors it kept (its ``best_model_score``), else the last logged one; write both to
+    ``out_dir/optimized_metric.json`` for the sweep summary (rank 0)."""
+    if not metric:
+        return None
+    final = _number(trainer.callback_metrics.get(metric))
+    best = next(
+        (
+            _number(cb.best_model_score)
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and cb.monitor == metric
+        ),
+        None,
+    )
+    if trainer.is_global_zero:
+        record = {"metric": metric, "final": final, "best": best}
+        Path(out_dir, METRIC_FILE).write_text(json.dumps(record, indent=1))
+    return best if best is not None else final
+
+
 def job_result(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
-    """The summary row of one finished job."""
+    """The summary row of one finished job (plus ``returned``, the value the sweeper got, in
+    ``job_result.json``): final and best value from the job's
+    ``optimized_metric.json``, or for a job without one (not a training job, or one that
+    crashed) its return value and its last checkpoint's best score."""
     completed = job_return.status == JobStatus.COMPLETED
+    run_dir = Path(config.hydra.runtime.output_dir)
+    values = {}
+    if completed and (run_dir / METRIC_FILE).is_file():
+        values = json.loads((run_dir / METRIC_FILE).read_text())
     last = OmegaConf.select(config, "callbacks.checkpoint.dirpath", default=None)
+    if "final" not in values:
+        values["final"] = _number(job_return.return_value) if completed else None
+    if values.get("best") is None:
+        values["best"] = best_checkpoint_score(Path(last) / "last.ckpt") if last else None
     return {
         "job": config.hydra.job.num,
         "overrides": " ".join(job_return.overrides or []),
         "status": job_return.status.name,
         "metric": config.get("optimized_metric"),
-        "final": _number(job_return.return_value) if completed else None,
-        "best": best_checkpoint_score(Path(last) / "last.ckpt") if last else None,
-        "run_dir": config.hydra.runtime.output_dir,
+        "final": values["final"],
+        "best": values["best"],
+        "returned": _number(job_return.return_value) if completed else None,
+        "run_dir": str(run_dir),
     }
 
 

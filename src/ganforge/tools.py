@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.checkpoint import load_module
+from ganforge.dashboard import log_interpolation
 from ganforge.errors import GanforgeError
 from ganforge.export import check_exports, export_generator
 from ganforge.report import build_report
@@ -52,7 +53,7 @@ def sample(cfg: DictConfig) -> Path:
     ckpt = _required(cfg, "ckpt_path", "ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt")
     if cfg.mode not in MODES:
         raise GanforgeError(f"mode={cfg.mode} is not one of {list(MODES)}")
-    module, _ = load_module(ckpt, map_location=_device(cfg.device))
+    module, run_cfg = load_module(ckpt, map_location=_device(cfg.device))
     out = Path(cfg.output_dir)
     truncation = cfg.get("truncation")
     if cfg.mode == "interpolate":
@@ -63,6 +64,8 @@ def sample(cfg: DictConfig) -> Path:
         if spec.gif:
             gif = save_gif(interpolation_frames(paths), out / "interpolation.gif", spec.frame_ms)
             log.info("interpolation animation: %s", gif)
+            if cfg.get("wandb", True):
+                log_interpolation(ckpt, run_cfg, gif, module.loss.n_critic)
         return grid
     images, labels, nrow = sample_images(
         module, cfg.n, cfg.get("nrow"), cfg.seed, _labels(cfg), truncation

@@ -110,6 +110,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
 EVAL_KEYS = {
     "ckpt_path": (str, "the path of a checkpoint file"),
     **{f"metrics.{k}": v for k, v in _METRICS.items()},
+    "wandb": BOOL,
 }
 SAMPLE_KEYS = {
     "ckpt_path": (str, "the path of a checkpoint file"),
@@ -126,6 +127,7 @@ SAMPLE_KEYS = {
     "interpolation.paths": POSITIVE_INT,
     "interpolation.steps": (Annotated[int, Field(strict=True, ge=2)], "an integer >= 2"),
     "interpolation.gif": BOOL,
+    "wandb": BOOL,
     "interpolation.frame_ms": POSITIVE_INT,
 }
 EXPORT_KEYS = {
@@ -141,7 +143,11 @@ EXPORT_KEYS = {
 #: metrics each callback logs, by ``_target_`` (for ``optimized_metric``)
 CALLBACK_METRICS = {
     "ganforge.callbacks.metrics.GANMetrics": tuple(
-        f"metrics/{m}" for m in ("fid", "is", "kid", "precision", "recall", "modes", "kl_uniform")
+        f"metrics/{m}"
+        for m in (
+            *("fid", "is", "is_std", "kid", "kid_std"),
+            *("precision", "recall", "modes", "kl_uniform"),
+        )
     ),
     "ganforge.callbacks.scatter.ScatterPlot": ("toy/modes_covered", "toy/high_quality"),
 }

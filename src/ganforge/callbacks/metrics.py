@@ -11,6 +11,9 @@ from ganforge.metrics.evaluate import METRIC_NAMES, Evaluator, make_evaluator, m
 
 log = logging.getLogger(__name__)
 
+#: what is logged: the metrics and the spread of IS over its splits and KID over its subsets
+LOGGED = (*METRIC_NAMES, "is_std", "kid_std")
+
 
 def is_last_epoch(trainer: L.Trainer) -> bool:
     """Whether training stops after the current epoch (max_epochs, max_steps or a stop signal);
@@ -24,9 +27,9 @@ def is_last_epoch(trainer: L.Trainer) -> bool:
 
 class GANMetrics(L.Callback):
     """Score the generator every ``every_n_epochs`` epochs and after the last one, logging
-    ``metrics/fid``, ``metrics/is``, ``metrics/kid``, ``metrics/precision``,
-    ``metrics/recall`` (and ``metrics/modes``, ``metrics/kl_uniform`` in the ``digits``
-    space) to every logger, where checkpointing and sweeps can monitor them.
+    ``metrics/fid``, ``metrics/is`` (``metrics/is_std``), ``metrics/kid`` (``metrics/kid_std``),
+    ``metrics/precision``, ``metrics/recall`` (and ``metrics/modes``, ``metrics/kl_uniform`` in
+    the ``digits`` space) to every logger, where checkpointing and sweeps can monitor them.
 
     Samples come from ``GANModule.sample`` with generators seeded from ``seed``: the same noise
     at every evaluation, and the training RNG stream untouched. The feature network lives in
@@ -103,7 +106,7 @@ class GANMetrics(L.Callback):
         values = self.evaluator.evaluate(
             module_sampler(pl_module), trainer.global_rank, trainer.world_size, pl_module.device
         )
-        logged = {f"metrics/{k}": v for k, v in values.items() if k in METRIC_NAMES}
+        logged = {f"metrics/{k}": v for k, v in values.items() if k in LOGGED}
         for name, value in logged.items():
             pl_module.log(name, value, prog_bar=name == "metrics/fid", sync_dist=False)
         log.info(

@@ -48,8 +48,19 @@ class SampleGrid(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"{name}.png"
         save_image(grid, path)
-        log_image(trainer.loggers, "samples", grid, pl_module.g_step)
+        caption = self.caption(pl_module, getattr(trainer, "datamodule", None))
+        log_image(trainer.loggers, "samples", grid, pl_module.g_step, caption)
         return path
+
+    def caption(self, pl_module, datamodule=None) -> str:
+        """What the grid shows: the iteration, and for conditional models the class of each row
+        (the datamodule's ``class_names`` when it has them, else the class numbers)."""
+        text = f"fixed noise after {pl_module.g_step} generator iterations"
+        if not pl_module.num_classes:
+            return text
+        names = getattr(datamodule, "class_names", None) or range(pl_module.num_classes)
+        rows = ", ".join(str(name) for name in names)
+        return f"{text}; one row per class: {rows}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_steps and pl_module.g_step % self.every_n_steps == 0:

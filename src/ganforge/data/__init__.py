@@ -3,8 +3,10 @@
 from ganforge.data.base import ImageDataModule
 from ganforge.data.celeba import CelebADataModule
 from ganforge.data.folder import ImageFolderDataModule
+from ganforge.data.hf import HFDataModule
 from ganforge.data.mnist5k import MNIST5kDataModule
 from ganforge.data.stacked_mnist import StackedMNISTDataModule
+from ganforge.data.streaming import StreamingDataModule
 from ganforge.data.torchvision_sets import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
@@ -18,10 +20,12 @@ __all__ = [
     "FashionMNISTDataModule",
     "GaussianMixtureDataModule",
     "GridDataModule",
+    "HFDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
     "MNIST5kDataModule",
     "MNISTDataModule",
     "RingDataModule",
     "StackedMNISTDataModule",
+    "StreamingDataModule",
 ]

@@ -32,7 +32,9 @@ class ImageDataModule(L.LightningDataModule):
 
     - ``in_memory=True``: :meth:`load_tensors` returns the whole dataset (uint8 pixels or
       floats in [-1, 1]), which is moved to the training device once and batched by index
-      (:class:`TensorBatches`, with batch-level augmentation);
+      (:class:`TensorBatches`, with batch-level augmentation). With ``cache_dir`` set, the
+      tensors come from a decoded cache there (:mod:`ganforge.data.cache`), built once by
+      ``src/prepare.py`` or by the first run that needs it;
     - ``in_memory=False``: :meth:`load_dataset` returns a per-sample ``Dataset`` read by a
       ``DataLoader`` with ``num_workers`` workers and pinned memory. Under DDP, Lightning
       replaces its sampler with a ``DistributedSampler`` (``Trainer(use_distributed_sampler)``,
@@ -53,8 +55,10 @@ class ImageDataModule(L.LightningDataModule):
         augment: str = "none",
         batches_per_step: int = 1,
         seed: int = 0,
+        cache_dir: str | None = None,
     ):
         super().__init__()
+        self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.image_size = image_size
         self.channels = channels
@@ -78,6 +82,33 @@ class ImageDataModule(L.LightningDataModule):
     def load_tensors(self) -> tuple[Tensor, Tensor]:
         """All samples (N, *sample_shape) as uint8 pixels or floats in [-1, 1], labels (N,)."""
         raise NotImplementedError
+
+    def cache_spec(self) -> dict:
+        """What the decoded cache entry depends on besides the source files; subclasses add
+        their own fields (source folder, attributes, ...)."""
+        return {
+            "dataset": self.name,
+            "split": getattr(self, "split", "train"),
+            "crop": getattr(self, "crop", None),
+            "image_size": self.image_size,
+            "channels": self.channels,
+        }
+
+    def source_fingerprint(self) -> str:
+        """Identity of the source data for datasets without per-file sources: the spec."""
+        return repr(sorted(self.cache_spec().items()))
+
+    def decoded_cache(self):
+        """This dataset's decoded cache entry under ``cache_dir``."""
+        from ganforge.data.cache import DecodedCache
+
+        assert self.cache_dir is not None
+        return DecodedCache(self, self.cache_dir)
+
+    def prepare_data(self) -> None:
+        # Lightning runs this on one process per node before setup: the cache is built once
+        if self.in_memory and self.cache_dir:
+            self.decoded_cache().prepare(self.num_workers)
 
     def load_dataset(self) -> Dataset:
         """Per-sample ``(x float in [-1, 1], y)`` dataset for the DataLoader path.
@@ -107,7 +138,10 @@ class ImageDataModule(L.LightningDataModule):
             return
         split = torch.Generator().manual_seed(self.seed)
         if self.in_memory:
-            x, y = self.load_tensors()
+            if self.cache_dir:
+                x, y = self.decoded_cache().load(self.num_workers)
+            else:
+                x, y = self.load_tensors()
             self._check_shape(x.shape[1:])
             self._check_val_size(len(x))
             order = torch.randperm(len(x), generator=split)

@@ -141,6 +141,17 @@ class CelebADataModule(ImageDataModule):
             [images / n for n in names], self._labels(names), transform, self.channels
         )
 
+    def cache_spec(self) -> dict:
+        return {
+            **super().cache_spec(),
+            "root": str(self.folder.resolve()),
+            "attributes": self.attributes,
+        }
+
+    def cache_source(self) -> ImageFiles:
+        """The per-file decoder the decoded cache is built from (no augmentation)."""
+        return self.image_files()
+
     def load_tensors(self) -> tuple[Tensor, Tensor]:
         return decode_all(self.image_files(), self.num_workers)
 

@@ -69,6 +69,16 @@ class ImageFiles(Dataset):
                 )
             return None
 
+    def describe(self, index: int) -> str:
+        """The file behind ``index``, for messages."""
+        return str(self.files[index])
+
+    def fingerprint(self) -> str:
+        """Hash of the files' names, sizes and times and of the labels (cache staleness)."""
+        from ganforge.data.cache import files_fingerprint
+
+        return files_fingerprint(self.files, self.labels)
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
@@ -107,7 +117,7 @@ def decode_all(files: ImageFiles, num_workers: int = 0) -> tuple[Tensor, Tensor]
     for batch in loader:
         for index, image in batch:
             if image is None:
-                bad.append(files.files[index])
+                bad.append(files.describe(index))
             else:
                 images.append(to_pixels(image))
                 keep.append(index)
@@ -116,7 +126,7 @@ def decode_all(files: ImageFiles, num_workers: int = 0) -> tuple[Tensor, Tensor]
             "skipped %d unreadable image file(s) of %d: %s",
             len(bad),
             len(files),
-            ", ".join(str(p) for p in bad),
+            ", ".join(bad),
         )
     if not images:
         raise GanforgeError(

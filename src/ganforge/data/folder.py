@@ -88,6 +88,17 @@ class ImageFolderDataModule(ImageDataModule):
         transform = sample_transform(self.image_size, self.channels, augment)
         return ImageFiles(images, self._labels(images), transform, self.channels)
 
+    def cache_spec(self) -> dict:
+        return {
+            **super().cache_spec(),
+            "path": str(self.path.resolve()),
+            "labels_from_subfolders": self.labels_from_subfolders,
+        }
+
+    def cache_source(self) -> ImageFiles:
+        """The per-file decoder the decoded cache is built from (no augmentation)."""
+        return self.image_files()
+
     def load_tensors(self) -> tuple[Tensor, Tensor]:
         return decode_all(self.image_files(), self.num_workers)
 

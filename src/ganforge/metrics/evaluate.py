@@ -27,6 +27,7 @@ from ganforge.metrics.features import (
 )
 from ganforge.metrics.real import real_features
 from ganforge.metrics.suite import MetricSuite
+from ganforge.progress import progress_bar
 
 #: ``sampler(n, generator)`` -> n images in [-1, 1], drawing all noise from ``generator``
 Sampler = Callable[[int, torch.Generator], Tensor]
@@ -108,10 +109,14 @@ class Evaluator:
     ) -> None:
         """Generate this rank's chunks of samples and feed their features."""
         device = suite.fid.device
-        for idx in rank_chunks(self.num_samples, self.batch_size, rank, world_size):
-            images = sampler(len(idx), chunk_generator(self.seed, int(idx[0])))
-            feats, logits = self.extractor(to_uint8(images.to(device)))
-            suite.update(feats, logits, real=False)
+        chunks = rank_chunks(self.num_samples, self.batch_size, rank, world_size)
+        total = sum(len(idx) for idx in chunks)
+        with progress_bar("scoring generated samples", total, "samples") as bar:
+            for idx in chunks:
+                images = sampler(len(idx), chunk_generator(self.seed, int(idx[0])))
+                feats, logits = self.extractor(to_uint8(images.to(device)))
+                suite.update(feats, logits, real=False)
+                bar.advance(len(idx))
 
     def evaluate(
         self,

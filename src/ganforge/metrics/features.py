@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
+from ganforge.progress import progress_bar
 
 #: datamodule names whose images are handwritten digits (``auto`` scores them with ``digits``)
 DIGIT_DATASETS = frozenset({"mnist", "mnist5k", "stacked_mnist"})
@@ -62,12 +63,18 @@ def fingerprint(path: str | Path) -> str:
 
 @torch.no_grad()
 def extract(
-    extractor: nn.Module, images: Tensor, batch_size: int, device: torch.device
+    extractor: nn.Module,
+    images: Tensor,
+    batch_size: int,
+    device: torch.device,
+    description: str = "extracting features",
 ) -> tuple[Tensor, Tensor]:
     """Features and logits of images in [-1, 1], ``batch_size`` at a time, on the CPU."""
     feats, logits = [], []
-    for batch in images.split(batch_size):
-        f, lg = extractor(to_uint8(batch.to(device)))
-        feats.append(f.cpu())
-        logits.append(lg.cpu())
+    with progress_bar(description, len(images), "images") as bar:
+        for batch in images.split(batch_size):
+            f, lg = extractor(to_uint8(batch.to(device)))
+            feats.append(f.cpu())
+            logits.append(lg.cpu())
+            bar.advance(len(batch))
     return torch.cat(feats), torch.cat(logits)

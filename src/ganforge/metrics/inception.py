@@ -8,6 +8,8 @@ cannot be downloaded is a :class:`~ganforge.errors.GanforgeError` saying where t
 
 from __future__ import annotations
 
+import os
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 from ganforge.errors import GanforgeError
+from ganforge.progress import progress_bar
 
 WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
 
@@ -23,6 +26,20 @@ WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
 def default_weights_path() -> Path:
     """Where torch hub (and so torchmetrics) caches the Inception weights."""
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+
+
+def download(url: str, target: Path, chunk: int = 1 << 20) -> Path:
+    """Fetch ``url`` to ``target`` with a progress bar in bytes, through a temporary file so
+    an interrupted download never leaves a truncated weights file behind."""
+    tmp = target.with_suffix(target.suffix + ".part")
+    with urllib.request.urlopen(url, timeout=60) as response:
+        size = int(response.headers.get("Content-Length") or 0) or None
+        with tmp.open("wb") as f, progress_bar(f"downloading {target.name}", size, "B") as bar:
+            while block := response.read(chunk):
+                f.write(block)
+                bar.advance(len(block))
+    os.replace(tmp, target)
+    return target
 
 
 def resolve_inception_weights(path: str | Path | None = None, download: bool = True) -> Path:
@@ -53,7 +70,7 @@ def resolve_inception_weights(path: str | Path | None = None, download: bool = T
         raise GanforgeError(f"{target} is missing and downloads are off. {hint}")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(URL_INCEPTION_V3, str(target), progress=False)
+        download(URL_INCEPTION_V3, target)
     except (OSError, RuntimeError) as err:
         raise GanforgeError(f"{target} is missing and downloading failed ({err}). {hint}") from None
     return target

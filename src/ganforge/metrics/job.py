@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ganforge.checkpoint import load_module
+from ganforge.dashboard import log_eval
 from ganforge.errors import GanforgeError
 from ganforge.metrics.evaluate import METRIC_NAMES, make_evaluator, module_sampler
 from ganforge.metrics.features import resolve_feature_space
@@ -54,6 +55,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "metrics": values,
     }
     print(format_table(values))
+    if cfg.get("wandb", True):
+        result["wandb_run_id"] = log_eval(
+            cfg.ckpt_path, run_cfg, values, options["num_samples"], module.loss.n_critic
+        )
     out = Path(cfg.output_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -52,7 +52,9 @@ def real_features(
         cached = torch.load(path, map_location="cpu")
         return cached["features"], cached["logits"]
     log.info("computing real-data features for %s (%d images)", key, n)
-    features, logits = extract(extractor, images, batch_size, torch.device(device))
+    features, logits = extract(
+        extractor, images, batch_size, torch.device(device), f"caching real features ({n})"
+    )
     if path is not None and write:
         # atomic (parallel sweep jobs never read half a file) and group-readable (shared caches)
         atomic_torch_save({"features": features, "logits": logits}, path)
