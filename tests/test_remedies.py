@@ -254,7 +254,8 @@ def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path) -> Non
     train(compose_config([*common, "trainer=ddp_sim", "max_g_steps=2"], out))
     last = out / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 4
-    train(compose_config([*common, "max_g_steps=4", f"ckpt_path={last}"], out))
+    # resumed under the same 2-process DDP (a checkpoint resumes on the devices it was made on)
+    train(compose_config([*common, "trainer=ddp_sim", "max_g_steps=4", f"ckpt_path={last}"], out))
     resumed = torch.load(last, weights_only=False)
     assert resumed["global_step"] == 8
     assert all(
