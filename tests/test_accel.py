@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import statistics
 from collections import Counter
 from functools import partial
@@ -83,6 +84,10 @@ def test_gpu_preset_composes_the_fast_path(make_cfg):
     module = build_module(cfg)
     assert module.fast_path.channels_last and module.fast_path.compile
     assert module.fast_path.fused_optimizer
+    # compiled in each process after spawn (configure_model), never in the constructor
+    assert not is_compiled(module.generator) and not is_compiled(module.discriminator)
+    pickle.dumps(module)  # spawn pickles the module for every rank
+    module.configure_model()
     assert is_compiled(module.generator) and is_compiled(module.discriminator)
     conv_w = module.discriminator.body[2].weight  # (128, 64, 4, 4): the layouts differ
     assert conv_w.is_contiguous(memory_format=torch.channels_last) and not conv_w.is_contiguous()
@@ -312,7 +317,9 @@ def test_tools_load_checkpoints_of_compiled_runs_uncompiled(make_cfg, tmp_path):
         "+model.fast_path.compile_options.backend=ganforge_test_counting",
     )
     module = build_module(cfg)
+    module.configure_model()
     assert is_compiled(module.generator)
+    assert not any("_orig_mod" in key for key in module.state_dict())
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": module.state_dict(), "ganforge_config": module.run_config}, path)
     loaded, _ = load_module(path)

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
-from ganforge.accel import FastPath
+from ganforge.accel import FastPath, is_compiled
+from ganforge.ema import EMAUpdate
 from ganforge.losses import GANLoss, feature_matching_loss
 from ganforge.nets.features import capture_output
 from ganforge.resume import WANDB_RUN_ID, wandb_run_id
@@ -128,12 +129,12 @@ class GANModule(L.LightningModule):
         for net in (generator, discriminator):
             self.fast_path.prepare(net)  # before the EMA copy, so it shares the memory format
         self.g_ema = (
-            AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            AveragedModel(generator, multi_avg_fn=EMAUpdate(ema_decay), use_buffers=True)
             if ema_decay
             else None
         )
-        self.fast_path.compile_net(generator, "generator")
-        self.fast_path.compile_net(discriminator, "discriminator")
+        if self.g_ema is not None:  # a copy, not a network: DDP must not all-reduce it
+            self.g_ema.requires_grad_(False)
         self._step_grad_norm: Tensor | None = None
         if self.num_classes:  # whole rows per class in the grid
             num_fixed_samples = -(-num_fixed_samples // self.num_classes) * self.num_classes
@@ -189,6 +190,13 @@ class GANModule(L.LightningModule):
         return self.trainer.global_step // (self.loss.n_critic + 1) if self._trainer else 0
 
     # ------------------------------------------------------------------ training
+    def configure_model(self) -> None:
+        """Compile G and D (when ``fast_path.compile`` is on) in each process, after the ranks
+        exist: a compiled forward does not pickle, and the preflight checks run uncompiled."""
+        for net, name in ((self.generator, "generator"), (self.discriminator, "discriminator")):
+            if not is_compiled(net):
+                self.fast_path.compile_net(net, name)
+
     def configure_optimizers(self):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None) is not None
         extra_d = self.fast_path.optimizer_kwargs(self.optimizer_d, self.device, scaler)

@@ -17,8 +17,10 @@ from ganforge.callbacks.preemption import Preemption
 from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
 from ganforge.module import GANModule
+from ganforge.prespawn import check_before_spawn
 from ganforge.resume import resume_wandb
 from ganforge.resume_changes import ApplyResumeChanges, check_resume_config
+from ganforge.strategy import describe_run
 from ganforge.sweep import sweep_value
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ def train(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, **plugins
     )
+    check_before_spawn(trainer, datamodule, callbacks)
+    log.info(describe_run(trainer, getattr(datamodule, "batch_size", cfg.data.get("batch_size"))))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

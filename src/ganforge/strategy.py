@@ -27,10 +27,13 @@ from lightning.fabric.plugins.environments import (
     SLURMEnvironment,
     TorchElasticEnvironment,
 )
+from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 
 from ganforge.errors import GanforgeError
+from ganforge.spawn import SpawnDDPStrategy
 
 #: the signal submitit sends before a SLURM time limit or preemption (its ``USR_SIG``)
 SUBMITIT_REQUEUE_SIGNAL = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
@@ -99,4 +102,50 @@ def select_strategy(
             f"trainer.num_nodes={num_nodes} needs one process per device started by the "
             "cluster: submit with -m hydra/launcher=slurm, or start the ranks with torchrun"
         )
-    return DDPStrategy(cluster_environment=LightningEnvironment(), start_method="spawn", **ddp)
+    return SpawnDDPStrategy(cluster_environment=LightningEnvironment(), start_method="spawn", **ddp)
+
+
+def device_names(trainer: Trainer) -> list[str]:
+    """Names of the devices ``trainer`` runs on in this node (GPU models where NVML tells them
+    without initialising CUDA in the parent process, else ``cuda:0``-style names)."""
+    devices = getattr(trainer.strategy, "parallel_devices", None) or [trainer.strategy.root_device]
+    names = [str(d) for d in devices]
+    if all(d.type == "cuda" for d in devices):
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            names = [
+                pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(d.index))
+                for d in devices
+            ]
+        except Exception:  # no NVML bindings or driver: keep the device indices
+            pass
+    return names
+
+
+def describe_run(trainer: Trainer, batch_size: int) -> str:
+    """One line saying what will run: accelerator and devices, processes, strategy, precision,
+    and the per-device and global batch size (``data.batch_size`` is per device)."""
+    strategy = trainer.strategy
+    if isinstance(strategy, DDPStrategy):
+        env = type(strategy.cluster_environment).__name__.removesuffix("Environment")
+        spawned = isinstance(strategy.launcher, _MultiProcessingLauncher)
+        started = f"{strategy.launcher._start_method}, {env}" if spawned else env
+        name = f"ddp ({started}, find_unused_parameters="
+        name += f"{strategy._ddp_kwargs.get('find_unused_parameters', False)})"
+    else:
+        name = {"SingleDeviceStrategy": "single device"}.get(type(strategy).__name__, "")
+        name = name or type(strategy).__name__.removesuffix("Strategy").lower()
+    counts: dict[str, int] = {}
+    for device in device_names(trainer):
+        counts[device] = counts.get(device, 0) + 1
+    devices = ", ".join(f"{n} x {d}" for d, n in counts.items())
+    accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    nodes = f" x {trainer.num_nodes} nodes" if trainer.num_nodes > 1 else ""
+    return (
+        f"training on {accelerator} ({devices}{nodes}): {trainer.world_size} "
+        f"process{'es' if trainer.world_size > 1 else ''}, strategy {name}, precision "
+        f"{trainer.precision}, batch {batch_size} per device, "
+        f"{batch_size * trainer.world_size} global"
+    )

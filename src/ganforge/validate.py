@@ -151,6 +151,8 @@ CALLBACK_METRICS = {
     ),
     "ganforge.callbacks.scatter.ScatterPlot": ("toy/modes_covered", "toy/high_quality"),
 }
+#: what GANModule logs every step, whatever the callbacks (tests and quick sweeps monitor these)
+MODULE_METRICS = ("loss/d", "loss/g", "d/real", "d/fake", "grad_norm/d", "grad_norm/g")
 _ABSENT = object()
 log = logging.getLogger(__name__)
 
@@ -247,7 +249,7 @@ def check_optimized_metric(cfg: DictConfig) -> None:
         for node in (callbacks.values() if isinstance(callbacks, dict) else [])
         if isinstance(node, dict)
     ]
-    logged = {m for t in targets for m in CALLBACK_METRICS.get(t, ())}
+    logged = {*MODULE_METRICS, *(m for t in targets for m in CALLBACK_METRICS.get(t, ()))}
     if metric in logged:
         return
     foreign = [t for t in targets if t and not t.startswith(("ganforge.", "lightning."))]

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 
 from ganforge.metrics.evaluate import METRIC_NAMES, Evaluator, make_evaluator, module_sampler
+from ganforge.metrics.features import resolve_feature_space
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,16 @@ class GANMetrics(L.Callback):
             "pr_neighborhood": pr_neighborhood,
         }
         self.evaluator: Evaluator | None = None
+
+    def check_weights(self, datamodule: L.LightningDataModule) -> None:
+        """Find (or download) the feature-extractor weights for ``datamodule``'s images now,
+        in the main process, so missing weights stop the run before any rank starts."""
+        space = resolve_feature_space(self.options["feature_space"], datamodule.name)
+        if space == "inception":
+            from ganforge.metrics.inception import resolve_inception_weights  # torch-fidelity
+
+            path = self.options["feature_extractor_weights_path"]
+            resolve_inception_weights(path, self.options["download"])
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.evaluator is not None or trainer.fast_dev_run:

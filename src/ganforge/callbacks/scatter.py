@@ -7,7 +7,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -84,20 +83,35 @@ class ScatterPlot(L.Callback):
         self.std = getattr(data, "std", None)
 
     def coverage(self, fake: Tensor) -> dict[str, Tensor] | None:
-        """Mode coverage of ``fake`` when the data's modes are known."""
+        """Mode coverage of ``fake`` when the data's modes are known, computed from this
+        process's points alone: under DDP every rank scores the same points (see
+        :meth:`render`), and a sync inside ``compute`` would wait for ranks that never call it."""
         if self.centers is None or self.std is None:
             return None
-        metric = ModeCoverage(self.centers, self.std, min_count=self.min_count)
+        metric = ModeCoverage(
+            self.centers, self.std, min_count=self.min_count, sync_on_compute=False
+        )
         metric.update(fake)
         return metric.compute()
 
-    @rank_zero_only
     def render(self, trainer: L.Trainer, pl_module, name: str) -> dict[str, Tensor] | None:
-        """Draw and save ``<dirpath>/<name>.png``, log it, and return the mode coverage."""
+        """Score generated points; on rank 0 also draw, save ``<dirpath>/<name>.png`` and log it.
+
+        Every rank samples and scores (the same fixed-seed noise through the same DDP-synced
+        weights, so the same points), so the coverage can be logged, and monitored for
+        checkpoints, on all ranks; only rank 0 writes files.
+        """
         generator = torch.Generator().manual_seed(self.seed)
         fake = pl_module.sample(self.num_points, generator=generator)[0].float().cpu()
-        assert self.real is not None
         scores = self.coverage(fake)
+        if trainer.is_global_zero:
+            self._draw(trainer, pl_module, name, fake, scores)
+        return {f"toy/{k}": v.float() for k, v in scores.items()} if scores else None
+
+    def _draw(
+        self, trainer: L.Trainer, pl_module, name: str, fake: Tensor, scores: dict | None
+    ) -> None:
+        assert self.real is not None
         title = f"generator step {pl_module.g_step}"
         if scores:
             covered, quality = scores["modes_covered"].item(), scores["high_quality"].item()
@@ -106,16 +120,15 @@ class ScatterPlot(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.dirpath / f"{name}.png")
         log_image(trainer.loggers, "scatter", figure_to_tensor(fig), pl_module.g_step)
-        return {f"toy/{k}": v.float() for k, v in scores.items()} if scores else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_steps and pl_module.g_step % self.every_n_steps == 0:
             scores = self.render(trainer, pl_module, f"step_{pl_module.g_step:07d}")
-            if scores:
-                pl_module.log_dict(scores, on_step=True, rank_zero_only=True)
+            if scores:  # the same value on every rank: nothing to reduce
+                pl_module.log_dict(scores, on_step=True)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # Lightning forbids self.log here, so the final scores go to the loggers directly
         scores = self.render(trainer, pl_module, "final")
-        for logger in trainer.loggers if scores else []:
+        for logger in trainer.loggers if scores and trainer.is_global_zero else []:
             logger.log_metrics({k: v.item() for k, v in scores.items()}, step=pl_module.g_step)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -19,8 +21,15 @@ class ModeCoverage(Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, centers: Tensor, std: float, threshold: float = 3.0, min_count: int = 20):
-        super().__init__()
+    def __init__(
+        self,
+        centers: Tensor,
+        std: float,
+        threshold: float = 3.0,
+        min_count: int = 20,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)  # torchmetrics options, e.g. sync_on_compute
         self.register_buffer("centers", torch.as_tensor(centers, dtype=torch.float32))
         self.radius = threshold * std
         self.min_count = min_count
