@@ -12,9 +12,11 @@ from __future__ import annotations
 import csv
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,8 @@ import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.nn.parallel import DistributedDataParallel
 
-from ganforge.checkpoint import load_module
-from ganforge.run import build_module
+from ganforge.build import build_module, load_module
+from ganforge.cli import EXIT_PREEMPTED
 from ganforge.strategy import describe_run
 from tests.conftest import ROOT, run_cli
 from tests.test_data_files import make_celeba
@@ -233,6 +235,39 @@ def test_headline_command_errors_are_one_line(
     assert len(errors) == 1 and message in errors[0], text[-3000:]
     assert "Traceback" not in text
     assert processes_with(marker) == []  # no rank left behind
+
+
+def test_sigterm_to_the_parent_of_two_ranks_checkpoints_and_exits_143(tmp_path: Path) -> None:
+    """A scheduler that signals only the launching process must not take the ranks down before
+    they save: the parent forwards the signal, the ranks save at a step boundary, exit 143."""
+    run = tmp_path / "run"
+    args = [*QUIET, *DCGAN_TINY, "data.batch_size=8", "trainer.devices=2"]
+    args += ["trainer.max_epochs=1000", "callbacks.samples.every_n_steps=1"]
+    marker = f"GANFORGE_TEST_MARK={tmp_path.name}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GANFORGE_ROOT": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "src/train.py", *args, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        env={**env, "GANFORGE_TEST_MARK": tmp_path.name},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "samples" / "step_0000002.png").exists():  # the ranks are training
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_PREEMPTED, text[-3000:]
+    assert "Traceback" not in text
+    assert processes_with(marker) == []
+    stopped_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert stopped_at >= 4  # at least two generator iterations (D + G steps each)
 
 
 # ------------------------------------------------------------------ slow

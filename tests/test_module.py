@@ -111,7 +111,7 @@ def test_generator_learns_a_1d_gaussian() -> None:
 
 def test_removing_the_generator_step_stops_learning(monkeypatch) -> None:
     module = point_gan(lr=2e-3)
-    monkeypatch.setattr(module, "generator_step", lambda opt, fake, y: {})
+    monkeypatch.setattr(module, "generator_step", lambda opt, fake, y, real=None: {})
     fit(module, PointData(3.0, 0.5), max_epochs=40)
     after = module.sample(4000, generator=torch.Generator().manual_seed(1))[0]
     assert abs(after.mean().item() - 3.0) > 2.0

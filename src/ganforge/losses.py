@@ -207,3 +207,10 @@ class HingeLoss(GANLoss):
 
     def g_loss(self, fake_out: Tensor) -> Tensor:
         return -fake_out.mean()
+
+
+def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """Feature matching (Salimans et al. 2016, Sec. 3.1): ||E f(x) - E f(G(z))||_2^2, where
+    ``f`` is an intermediate layer of D; used as the generator's objective instead of D's
+    output, so G matches the statistics of real data rather than chasing D's current maximum."""
+    return (real_features.detach().mean(0) - fake_features.mean(0)).pow(2).sum()

@@ -20,14 +20,17 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganforge.ema import EMAUpdate
 from ganforge.fast_path import FastPath, is_compiled
-from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss
+from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
 from ganforge.nets.base import split_output
+from ganforge.nets.features import capture_output
 from ganforge.pixels import class_rows
 from ganforge.resume import ResumeState
 from ganforge.step_logs import grad_norm, log_step
+from ganforge.unrolled import unrolled_discriminator
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
+G_OBJECTIVES = ("adversarial", "feature_matching")
 
 
 class GANModule(L.LightningModule):
@@ -52,6 +55,11 @@ class GANModule(L.LightningModule):
             ``projection``); the network configs read it, the module records it.
         fast_path: speed options for the networks and optimizers (channels_last, compile,
             fused optimizers); see :class:`ganforge.fast_path.FastPath`.
+        g_objective: ``adversarial`` (the loss's G term) or ``feature_matching`` (Salimans et
+            al. 2016: match the mean of D's penultimate features on real and fake batches).
+        unrolled_steps: take G's loss against D after this many unrolled D updates (Metz et
+            al. 2017, :mod:`ganforge.unrolled`); 0 is the plain update.
+        unrolled_second_order: backpropagate through the unroll; false gives the surrogate.
     """
 
     def __init__(
@@ -74,6 +82,9 @@ class GANModule(L.LightningModule):
         noise_seed: int = 1234,
         conditioning: str = "none",
         fast_path: FastPath | None = None,
+        g_objective: str = "adversarial",
+        unrolled_steps: int = 0,
+        unrolled_second_order: bool = True,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -87,6 +98,13 @@ class GANModule(L.LightningModule):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
         self.scheduler_interval = scheduler_interval
+        if g_objective not in G_OBJECTIVES:
+            raise ValueError(f"g_objective must be one of {G_OBJECTIVES}, got {g_objective!r}")
+        if unrolled_steps < 0:
+            raise ValueError(f"unrolled_steps must be >= 0, got {unrolled_steps}")
+        self.g_objective = g_objective
+        self.unrolled_steps = unrolled_steps
+        self.unrolled_second_order = unrolled_second_order
         self.grad_clip_norm = grad_clip_norm
         self.aux_weight = aux_weight
         self.instance_noise = instance_noise
@@ -238,12 +256,27 @@ class GANModule(L.LightningModule):
             "grad_norm/d": norm,
         }
 
-    def generator_step(self, opt, fake: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+    def generator_step(
+        self, opt, fake: Tensor, y: Tensor | None, real: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """One generator update against the current discriminator on ``fake = G(z, y)``, whose
-        graph back to G's weights is kept."""
+        graph back to G's weights is kept. ``real`` (the last critic batch) is needed by the
+        unrolled and feature-matching objectives."""
         with self.toggled_optimizer(opt):
-            fake_out, fake_cls = split_output(self.discriminator(self._d_input(fake), y))
-            loss = self.loss.g_loss(fake_out)
+            d: Callable[..., Any] = self.discriminator
+            if self.unrolled_steps:
+                opt_d = self.optimizers()[0].optimizer
+                d = unrolled_discriminator(
+                    self, opt_d, real, fake, y, self.unrolled_steps, self.unrolled_second_order
+                )
+            if self.g_objective == "feature_matching":
+                with capture_output(self.discriminator.body) as features:
+                    d(self._d_input(real), y)
+                    _, fake_cls = split_output(d(self._d_input(fake), y))
+                loss = feature_matching_loss(*features)
+            else:
+                fake_out, fake_cls = split_output(d(self._d_input(fake), y))
+                loss = self.loss.g_loss(fake_out)
             if fake_cls is not None:
                 loss = loss + self.aux_weight * acgan_g_class_loss(fake_cls, y)
             self.manual_backward(loss)
@@ -270,7 +303,7 @@ class GANModule(L.LightningModule):
         z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
         fake = self.generator(z, labels)
         d_logs = self.discriminator_step(opt_d, real, labels, fake)
-        g_logs = self.generator_step(opt_g, fake, labels)
+        g_logs = self.generator_step(opt_g, fake, labels, real=real)
         logs = {**d_logs, **g_logs}
         log_step(self, logs, live_bar=self.fast_path.live_progress_bar)
         # Epoch schedulers step with the epoch's last batch, before the batch-end hooks (as

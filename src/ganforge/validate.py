@@ -84,6 +84,13 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "model.instance_noise": NON_NEGATIVE_FLOAT,
     "model.instance_noise_steps": POSITIVE_INT,
     "model.num_fixed_samples": POSITIVE_INT,
+    "model.discriminator.pack": POSITIVE_INT,
+    "model.unrolled_steps": NON_NEGATIVE_INT,
+    "model.unrolled_second_order": BOOL,
+    "model.g_objective": (
+        Literal["adversarial", "feature_matching"],
+        "adversarial or feature_matching",
+    ),
     "loss.n_critic": POSITIVE_INT,
     "trainer.max_epochs": STEPS,
     "trainer.num_nodes": POSITIVE_INT,

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.nets.minibatch import check_pack, minibatch_layer, pack
+
 Conditioning = Literal["none", "concat", "acgan", "projection"]
 CONDITIONINGS = ("none", "concat", "acgan", "projection")
 
@@ -93,13 +95,35 @@ class DiscriminatorHead(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Shared wrapper: optional label planes at the input, a feature body, then the head."""
+    """Shared wrapper: optional label planes at the input, PacGAN packing, a feature body, an
+    optional minibatch layer, then the head.
 
-    def __init__(self, body: nn.Module, features: int, num_classes: int, conditioning: str):
+    Args:
+        body: maps the (packed) input to features ``(B / pack, features)``; its first layer
+            must take ``pack`` times the input channels (features for vectors).
+        minibatch: ``model.discriminator.minibatch``, see
+            :func:`ganforge.nets.minibatch.minibatch_layer`.
+        pack: ``model.discriminator.pack``, samples per D judgement (Lin et al. 2018); D returns
+            one output per group, see :func:`ganforge.nets.minibatch.pack`.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        features: int,
+        num_classes: int,
+        conditioning: str,
+        minibatch: str | dict | None = None,
+        pack: int = 1,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.conditioning = conditioning
+        self.pack = check_pack(pack, conditioning)
         self.body = body
+        self.minibatch = minibatch_layer(minibatch, features)
+        if self.minibatch is not None:
+            features = self.minibatch.out_features
         self.head = DiscriminatorHead(features, num_classes, conditioning)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
@@ -107,7 +131,10 @@ class Discriminator(nn.Module):
             if y is None:
                 raise ValueError("a cGAN discriminator needs labels y")
             x = torch.cat([x, label_maps(x, y, self.num_classes)], dim=1)
-        return self.head(self.body(x), y)
+        h = self.body(pack(x, self.pack))
+        if self.minibatch is not None:
+            h = self.minibatch(h)
+        return self.head(h, y)
 
 
 def split_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:

@@ -82,11 +82,13 @@ class DCGANDiscriminator(Discriminator):
         spectral_norm: bool = False,
         num_classes: int | None = None,
         conditioning: str = "none",
+        minibatch: str | dict | None = None,
+        pack: int = 1,
     ):
         stages = check_image_size(image_size)
         k = check_conditioning(conditioning, num_classes)
         widths = _widths(base_width, stages, max_width)[::-1]
-        c_in = channels + (k if conditioning == "concat" else 0)
+        c_in = (channels + (k if conditioning == "concat" else 0)) * pack
         layers: list[nn.Module] = [nn.Conv2d(c_in, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for a, b in itertools.pairwise(widths):
             layers += [
@@ -95,7 +97,7 @@ class DCGANDiscriminator(Discriminator):
                 nn.LeakyReLU(0.2, True),
             ]
         layers.append(nn.Flatten())
-        super().__init__(nn.Sequential(*layers), widths[-1] * 16, k, conditioning)
+        super().__init__(nn.Sequential(*layers), widths[-1] * 16, k, conditioning, minibatch, pack)
         self.norm = norm
         dcgan_init(self)
         if spectral_norm:

@@ -66,14 +66,16 @@ class MLPDiscriminator(Discriminator):
         spectral_norm: bool = False,
         num_classes: int | None = None,
         conditioning: str = "none",
+        minibatch: str | dict | None = None,
+        pack: int = 1,
     ):
         k = check_conditioning(conditioning, num_classes)
-        width = channels * image_size**2 + (k if conditioning == "concat" else 0)
+        width = (channels * image_size**2 + (k if conditioning == "concat" else 0)) * pack
         layers: list[nn.Module] = []
         for h in hidden:
             layers += [Maxout(width, h, pieces), nn.Dropout(dropout)]
             width = h
-        super().__init__(nn.Sequential(*layers), width, k, conditioning)
+        super().__init__(nn.Sequential(*layers), width, k, conditioning, minibatch, pack)
         if spectral_norm:
             apply_spectral_norm(self)
 

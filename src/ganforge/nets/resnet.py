@@ -152,15 +152,19 @@ class ResNetDiscriminator(Discriminator):
         spectral_norm: bool = False,
         num_classes: int | None = None,
         conditioning: str = "none",
+        minibatch: str | dict | None = None,
+        pack: int = 1,
     ):
         check_resnet_size(image_size)
         k = check_conditioning(conditioning, num_classes)
-        width = channels + (k if conditioning == "concat" else 0)
+        width = (channels + (k if conditioning == "concat" else 0)) * pack
         blocks: list[nn.Module] = []
         for i, (mult, down) in enumerate(D_BLOCKS[image_size]):
             blocks.append(DBlock(width, mult * base_width, down, first=i == 0, norm=norm))
             width = mult * base_width
-        super().__init__(nn.Sequential(*blocks, GlobalSumPool()), width, k, conditioning)
+        super().__init__(
+            nn.Sequential(*blocks, GlobalSumPool()), width, k, conditioning, minibatch, pack
+        )
         self.norm = norm
         _xavier(self.head.linear)
         if self.head.classifier is not None:

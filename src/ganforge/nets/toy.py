@@ -47,9 +47,11 @@ class VectorDiscriminator(Discriminator):
         spectral_norm: bool = False,
         num_classes: int | None = None,
         conditioning: str = "none",
+        minibatch: str | dict | None = None,
+        pack: int = 1,
     ):
         k = check_conditioning(conditioning, num_classes)
-        layers, width = _mlp(dim + (k if conditioning == "concat" else 0), hidden)
-        super().__init__(nn.Sequential(*layers), width, k, conditioning)
+        layers, width = _mlp((dim + (k if conditioning == "concat" else 0)) * pack, hidden)
+        super().__init__(nn.Sequential(*layers), width, k, conditioning, minibatch, pack)
         if spectral_norm:
             apply_spectral_norm(self)

@@ -1,0 +1,123 @@
+"""Discriminator remedies for mode collapse that let D look at several samples at once.
+
+- :class:`MinibatchDiscrimination` (Salimans et al. 2016): each sample's features are projected
+  by a tensor ``T`` to ``num_kernels`` rows of ``kernel_dim``; a sample gets, per kernel, the
+  sum over the *other* samples of ``exp(-L1 distance)`` between their rows. A collapsed batch
+  (all samples alike) gives large values, which D learns to reject.
+- :class:`MinibatchStdDev` (Karras et al. 2018): the cheap variant; one extra feature per
+  sample, the standard deviation of the features over a group of ``group_size`` samples,
+  averaged over features. (Karras et al. compute it on the last 4x4 feature maps; here it is
+  computed on D's flattened penultimate features, so one layer serves every architecture.)
+- :func:`pack` (PacGAN, Lin et al. 2018): D judges ``m`` samples at once; see its docstring
+  for the grouping.
+
+Both minibatch layers map features ``(B, F)`` to ``(B, F + extra)`` and sit between D's body
+and its output head. Under DDP the "minibatch" is each process's local batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+MINIBATCH_KINDS = ("discrimination", "stddev")
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Salimans et al. 2016, Sec. 3.2: appends ``num_kernels`` closeness features to ``(B, F)``."""
+
+    def __init__(self, in_features: int, num_kernels: int = 100, kernel_dim: int = 5):
+        super().__init__()
+        if num_kernels < 1 or kernel_dim < 1:
+            raise ValueError(
+                f"minibatch discrimination needs num_kernels >= 1 and kernel_dim >= 1, got "
+                f"num_kernels={num_kernels}, kernel_dim={kernel_dim}"
+            )
+        self.num_kernels, self.kernel_dim = num_kernels, kernel_dim
+        self.out_features = in_features + num_kernels
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim))
+        nn.init.normal_(self.T, 0.0, 1.0 / math.sqrt(in_features))
+
+    def forward(self, h: Tensor) -> Tensor:
+        m = (h @ self.T).view(-1, self.num_kernels, self.kernel_dim).transpose(0, 1)  # (K, B, D)
+        l1 = torch.cdist(m, m, p=1.0)  # (K, B, B), without a (B, B, K, D) intermediate
+        # the sum over all j includes j = i with exp(0) = 1; remove it
+        o = torch.exp(-l1).sum(2).T - 1.0  # (B, K)
+        return torch.cat([h, o], dim=1)
+
+
+class MinibatchStdDev(nn.Module):
+    """Karras et al. 2018, Sec. 3: appends the mean feature std over a group of samples.
+
+    Groups are consecutive samples; ``group_size`` 0, or one that does not divide the batch,
+    uses the whole batch as one group.
+    """
+
+    def __init__(self, in_features: int, group_size: int = 4):
+        super().__init__()
+        if group_size < 0:
+            raise ValueError(f"minibatch stddev group_size must be >= 0, got {group_size}")
+        self.group_size = group_size
+        self.out_features = in_features + 1
+
+    def forward(self, h: Tensor) -> Tensor:
+        b = h.shape[0]
+        g = self.group_size if self.group_size and b % self.group_size == 0 else b
+        if g < 2:  # a std needs two samples
+            return torch.cat([h, torch.zeros_like(h[:, :1])], dim=1)
+        std = h.view(b // g, g, -1).var(1, unbiased=False).add(1e-8).sqrt().mean(1)  # (B/g,)
+        return torch.cat([h, std.repeat_interleave(g).unsqueeze(1)], dim=1)
+
+
+def minibatch_layer(spec: str | dict[str, Any] | None, in_features: int) -> nn.Module | None:
+    """The layer ``model.discriminator.minibatch`` names, or None.
+
+    ``spec`` is ``null``, a kind (``discrimination`` or ``stddev``) or a mapping with ``kind``
+    and that layer's arguments, e.g. ``{kind: discrimination, num_kernels: 50, kernel_dim: 5}``.
+    """
+    if spec is None:
+        return None
+    options = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    kind = options.pop("kind", None)
+    if kind == "discrimination":
+        return MinibatchDiscrimination(in_features, **options)
+    if kind == "stddev":
+        return MinibatchStdDev(in_features, **options)
+    raise ValueError(
+        f"model.discriminator.minibatch must be null, one of {MINIBATCH_KINDS} or a mapping "
+        f"with kind: one of them; got {spec!r}"
+    )
+
+
+def check_pack(pack: int, conditioning: str) -> int:
+    """Validate ``model.discriminator.pack`` against the conditioning mode."""
+    if not isinstance(pack, int) or pack < 1:
+        raise ValueError(f"model.discriminator.pack must be an integer >= 1, got {pack!r}")
+    if pack > 1 and conditioning not in ("none", "concat"):
+        raise ValueError(
+            f"model.discriminator.pack={pack} gives one D output per group of {pack} samples, "
+            f"which has no single label for conditioning={conditioning!r}; use conditioning "
+            "none or concat"
+        )
+    return pack
+
+
+def pack(x: Tensor, m: int) -> Tensor:
+    """PacGAN packing: ``(B, C, ...)`` -> ``(B / m, m * C, ...)``.
+
+    Group ``g`` holds samples ``g*m, ..., g*m + m - 1`` (consecutive samples of the batch),
+    concatenated along the channel (feature) axis in that order: channels ``j*C .. j*C + C - 1``
+    of group ``g`` are sample ``g*m + j``. Real and fake batches are packed separately, so a
+    group is all real or all fake, as in Lin et al. 2018. ``m = 1`` returns ``x`` itself.
+    """
+    if m == 1:
+        return x
+    b = x.shape[0]
+    if b % m:
+        raise ValueError(
+            f"model.discriminator.pack={m} needs batches divisible by {m}, got a batch of {b}"
+        )
+    return x.reshape(b // m, m * x.shape[1], *x.shape[2:])

@@ -1,0 +1,218 @@
+"""The mode-collapse study: GAN vs its remedies on ring8 and grid25 (and Stacked MNIST).
+
+Every (dataset, variant, seed) job trains the same ganforge model with the variant's
+overrides for ``steps`` generator iterations, then scores ``num_samples`` samples of the final
+generator: on the 2-D mixtures with :class:`ganforge.metrics.toy.ModeCoverage` (the VEEGAN /
+PacGAN protocol: 2,500 samples, a sample is high quality within 3 std of its nearest mode,
+a mode counts as covered with at least ``min_count`` high-quality samples); on Stacked MNIST
+with the embedded digit classifier (modes of 1,000 with at least one sample, and the KL of
+the class histogram to uniform, over 26,000 samples). ``study.md`` gives mean +- std over
+seeds beside the published rows; ``samples.png`` shows each variant's samples (first seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ganforge.metrics.toy import ModeCoverage
+from ganforge.study.jobs import compose_train, fit, machine, mean_std
+
+log = logging.getLogger(__name__)
+
+#: published rows: dataset -> [(source, method, modes, second column)]; the second column is
+#: % high-quality samples for the 2-D mixtures and KL to uniform for Stacked MNIST.
+PUBLISHED: dict[str, list[tuple[str, str, float, float]]] = {
+    "ring8": [
+        ("VEEGAN Table 1", "GAN", 1, 99.3),
+        ("VEEGAN Table 1", "Unrolled GAN", 7.6, 35.6),
+        ("VEEGAN Table 1", "VEEGAN", 8, 52.9),
+        ("PacGAN Table 1", "GAN", 6.3, 98.2),
+        ("PacGAN Table 1", "PacGAN4", 7.8, 95.9),
+    ],
+    "grid25": [
+        ("VEEGAN Table 1", "GAN", 3.3, 0.5),
+        ("VEEGAN Table 1", "Unrolled GAN", 23.6, 16),
+        ("VEEGAN Table 1", "VEEGAN", 24.6, 40),
+        ("PacGAN Table 1", "GAN", 17.3, 94.8),
+        ("PacGAN Table 1", "PacGAN4", 24.8, 93.6),
+    ],
+    "stacked_mnist": [
+        ("VEEGAN Table 2", "DCGAN", 99, 3.4),
+        ("VEEGAN Table 2", "Unrolled GAN", 48.7, 4.32),
+        ("VEEGAN Table 2", "VEEGAN", 150, 2.95),
+        ("PacGAN Table 3", "PacDCGAN2", 1000, 0.06),
+    ],
+}
+
+
+def score(job, num_samples: int, seed: int, threshold: float, min_count: int) -> dict[str, Any]:
+    """Modes covered and % high quality (mixtures) or modes and KL (Stacked MNIST)."""
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    dm = job.datamodule
+    if hasattr(dm, "centers"):
+        samples = job.module.sample(num_samples, generator=gen)[0].cpu()
+        metric = ModeCoverage(dm.centers, dm.std, threshold=threshold, min_count=min_count)
+        metric.update(samples)
+        out = metric.compute()
+        return {
+            "modes": int(out["modes_covered"]),
+            "second": 100 * float(out["high_quality"]),
+            "samples": samples,
+        }
+    from ganforge.metrics.digits import DigitFeatures
+    from ganforge.metrics.extra import ClassCoverage
+
+    classifier = DigitFeatures(channels=3).to(job.module.device).eval()
+    coverage = ClassCoverage(dm.num_classes).to(job.module.device)
+    for start in range(0, num_samples, 1000):
+        images = job.module.sample(min(1000, num_samples - start), generator=gen)[0]
+        with torch.no_grad():
+            coverage.update(classifier(images)[1])
+    modes, kl = coverage.compute()
+    return {"modes": int(modes), "second": float(kl), "samples": None}
+
+
+def run(cfg: DictConfig) -> Path:
+    """Run every job of the study and write ``study.md``, ``results.csv`` and figures."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    study = cfg.study
+    torch.set_num_threads(study.threads)
+    rows: list[dict[str, Any]] = []
+    first_samples: dict[tuple[str, str], torch.Tensor] = {}
+    centers: dict[str, torch.Tensor] = {}
+    header = machine()
+    for data in study.datasets:
+        for name, extra in variants(study).items():
+            for seed in range(study.seeds):
+                job_dir = out / data / name / f"seed{seed}"
+                overrides = [
+                    f"data={data}",
+                    f"seed={seed}",
+                    f"max_g_steps={study.steps}",
+                    *study.overrides,
+                    *study.get("data_overrides", {}).get(data, []),
+                    *extra,
+                ]
+                row: dict[str, Any] = {"data": data, "variant": name, "seed": seed}
+                row["overrides"] = " ".join(overrides)
+                try:
+                    job = fit(compose_train(overrides, job_dir))
+                    scores = score(
+                        job, study.num_samples[data], seed, study.threshold, study.min_count
+                    )
+                except Exception as err:  # one failed job must not lose the study
+                    log.exception("job %s/%s/seed%d failed", data, name, seed)
+                    row.update(status=f"FAILED: {type(err).__name__}: {err}")
+                    rows.append(row)
+                    continue
+                samples = scores.pop("samples")
+                if seed == 0 and samples is not None:
+                    first_samples[data, name] = samples
+                    centers[data] = job.datamodule.centers
+                row.update(scores, status="COMPLETED", wall_s=round(job.wall_s, 1))
+                log.info("%s %s seed %d: %s (%.0f s)", data, name, seed, scores, job.wall_s)
+                rows.append(row)
+                write_results(rows, out)  # a study stopped early keeps its finished jobs
+    header["load_end"] = machine()["load"]
+    write_results(rows, out)
+    (out / "study.md").write_text(table(rows, study, header))
+    if first_samples:
+        scatter_figure(first_samples, centers, out / "samples.png")
+    log.info("mode-collapse study: %s", out / "study.md")
+    return out / "study.md"
+
+
+def variants(study: DictConfig) -> dict[str, Any]:
+    """The variants to run: all of ``study.variants``, or those ``study.only`` names."""
+    only = study.get("only")
+    unknown = set(only or ()) - set(study.variants)
+    if unknown:
+        raise ValueError(f"study.only names unknown variants {sorted(unknown)}")
+    return {k: v for k, v in study.variants.items() if not only or k in only}
+
+
+def write_results(rows: list[dict[str, Any]], out: Path) -> None:
+    """One row per job in ``results.csv``."""
+    cols = ["data", "variant", "seed", "status", "modes", "second", "wall_s", "overrides"]
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(values: list[float], digits: int) -> str:
+    m, s = mean_std(values)
+    return "n/a" if math.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]], study: DictConfig, header: dict[str, Any]) -> str:
+    """The study's Markdown report: per dataset, ganforge rows then the published rows."""
+    lines = [
+        "# Mode-collapse study",
+        "",
+        f"- date: {header['date']}; machine: {header['machine']}",
+        f"- load average (1/5/15 min) at start: {header['load']}; at end: {header['load_end']}",
+        f"- {study.seeds} seeds per row, {study.steps} generator iterations per job, "
+        f"mean ± std over seeds (population std)",
+        "",
+    ]
+    for data in study.datasets:
+        mixture = data != "stacked_mnist"
+        second = "high quality %" if mixture else "KL to uniform"
+        n = study.num_samples[data]
+        lines += [
+            f"## {data} ({n} samples scored per run)",
+            "",
+            f"| method | modes | {second} | runs ok | s/run | source |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in variants(study):
+            ok = [r for r in rows if r["data"] == data and r["variant"] == name]
+            done = [r for r in ok if r["status"] == "COMPLETED"]
+            modes = _fmt([r["modes"] for r in done], 1)
+            sec = _fmt([r["second"] for r in done], 1 if mixture else 2)
+            wall = _fmt([r["wall_s"] for r in done], 0).split(" ±")[0]
+            lines.append(
+                f"| {name} | {modes} | {sec} | {len(done)}/{len(ok)} | {wall} | ganforge |"
+            )
+        for source, method, modes, sec in PUBLISHED.get(data, []):
+            lines.append(f"| {method} | {modes:g} | {sec:g} | | | {source} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def scatter_figure(
+    samples: dict[tuple[str, str], torch.Tensor], centers: dict[str, torch.Tensor], path: Path
+) -> None:
+    """One panel per (dataset, variant): generated points (first seed) over the true modes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datas = sorted({d for d, _ in samples}, key=list(centers).index)
+    variants = list(dict.fromkeys(v for _, v in samples))
+    fig, axes = plt.subplots(
+        len(datas), len(variants), figsize=(2.4 * len(variants), 2.4 * len(datas)), squeeze=False
+    )
+    for i, d in enumerate(datas):
+        lim = float(centers[d].abs().max()) * 1.4
+        for j, v in enumerate(variants):
+            ax = axes[i][j]
+            if (d, v) in samples:
+                pts = samples[d, v]
+                ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.3)
+            ax.scatter(centers[d][:, 0], centers[d][:, 1], s=12, c="red", marker="x")
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
+            ax.set_title(f"{d} / {v}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,280 @@
+"""Mode-collapse remedies: minibatch discrimination / stddev, PacGAN packing, the unrolled
+generator update and feature matching. Each test shows the mechanism; the training tests run
+every remedy under fast_dev_run with every loss, and once under 2-process DDP and resume."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.losses import NonSaturatingLoss, WGANGPLoss, feature_matching_loss
+from ganforge.module import GANModule
+from ganforge.nets import DCGANDiscriminator, VectorDiscriminator, VectorGenerator
+from ganforge.nets.features import capture_output
+from ganforge.nets.minibatch import MinibatchDiscrimination, MinibatchStdDev, pack
+from ganforge.run import train
+from ganforge.unrolled import unrolled_discriminator
+from tests.conftest import compose_config
+
+LOSSES = ["minimax", "nonsaturating", "lsgan", "hinge", "wgan", "wgan_gp"]
+REMEDIES = {
+    "pack4": ["model.discriminator.pack=4"],
+    "minibatch": ["model.discriminator.minibatch={kind:discrimination,num_kernels:4,kernel_dim:3}"],
+    "stddev": ["model.discriminator.minibatch=stddev"],
+    "unrolled": ["model.unrolled_steps=2"],
+    "surrogate": ["model.unrolled_steps=2", "model.unrolled_second_order=false"],
+    "feature_matching": ["model.g_objective=feature_matching"],
+}
+TOY = [
+    "data=ring8",
+    "data.num_samples=256",
+    "data.batch_size=8",
+    "model.generator.hidden=[8]",
+    "model.discriminator.hidden=[8]",
+    "logger=none",
+    "callbacks=none",
+    "trainer.enable_model_summary=false",
+    "++trainer.enable_progress_bar=false",
+]
+
+
+# ------------------------------------------------------------------ minibatch layers
+@pytest.mark.parametrize("layer", [MinibatchDiscrimination(6, 4, 3), MinibatchStdDev(6, 0)])
+def test_minibatch_feature_of_a_sample_changes_when_another_sample_changes(layer) -> None:
+    torch.manual_seed(0)
+    h = torch.randn(4, 6)
+    out = layer(h)
+    h2 = h.clone()
+    h2[2] += 1.0  # change only sample 2
+    out2 = layer(h2)
+    assert out.shape == (4, layer.out_features)
+    assert torch.equal(out[0, :6], out2[0, :6])  # sample 0's own features are passed through
+    assert not torch.allclose(out[0, 6:], out2[0, 6:])  # its minibatch features see sample 2
+
+
+def test_minibatch_discrimination_scores_a_collapsed_batch_higher() -> None:
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6, 8, 3)
+    diverse = layer(torch.randn(16, 6) * 3)[:, 6:]
+    collapsed = layer(torch.randn(1, 6).expand(16, 6))[:, 6:]
+    assert torch.allclose(collapsed, torch.full_like(collapsed, 15.0))  # 15 identical others
+    assert diverse.mean() < 5.0
+
+
+def test_plain_discriminator_output_of_a_sample_ignores_the_others() -> None:
+    torch.manual_seed(0)
+    d = VectorDiscriminator(2, hidden=(8,))
+    x = torch.randn(4, 2)
+    x2 = x.clone()
+    x2[2] += 1.0
+    assert torch.equal(d(x)[0], d(x2)[0])
+    d_mb = VectorDiscriminator(2, hidden=(8,), minibatch="stddev")
+    assert not torch.equal(d_mb(x)[0], d_mb(x2)[0])
+
+
+def test_unknown_minibatch_kind_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"model\.discriminator\.minibatch"):
+        VectorDiscriminator(2, minibatch="average")
+
+
+# ------------------------------------------------------------------ packing
+def test_packing_groups_consecutive_samples_along_channels() -> None:
+    x = torch.arange(6 * 3, dtype=torch.float32).view(6, 3)
+    packed = pack(x, 2)
+    assert packed.shape == (3, 6)
+    for g in range(3):
+        assert torch.equal(packed[g], torch.cat([x[2 * g], x[2 * g + 1]]))
+    images = torch.randn(4, 3, 2, 2)
+    packed = pack(images, 4)
+    assert packed.shape == (1, 12, 2, 2)
+    assert torch.equal(packed[0, 3:6], images[1])  # channels j*C .. j*C + C - 1 = sample j
+    assert pack(x, 1) is x
+    with pytest.raises(ValueError, match="pack=4"):
+        pack(x, 4)
+
+
+def test_packed_discriminator_judges_groups_and_only_its_own_group() -> None:
+    torch.manual_seed(0)
+    # norm=none: BatchNorm would couple the groups through batch statistics
+    d = DCGANDiscriminator(channels=3, image_size=16, base_width=4, norm="none", pack=2)
+    x = torch.randn(6, 3, 16, 16)
+    out = d(x)
+    assert out.shape == (3,)
+    x2 = x.clone()
+    x2[5] += 1.0  # group 2 only
+    out2 = d(x2)
+    assert torch.equal(out[:2], out2[:2]) and not torch.equal(out[2], out2[2])
+    with pytest.raises(ValueError, match="conditioning"):
+        VectorDiscriminator(2, num_classes=8, conditioning="projection", pack=2)
+
+
+def _final_weights(tmp_path: Path, *overrides: str) -> dict[str, torch.Tensor]:
+    cfg = compose_config([*TOY, "max_g_steps=3", "seed=3", *overrides], tmp_path)
+    import ganforge.study.jobs as jobs  # the study's in-process fit returns the module
+
+    return {k: v.clone() for k, v in jobs.fit(cfg).module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "option", ["model.discriminator.pack=1", "model.unrolled_steps=0"], ids=["pack1", "unroll0"]
+)
+def test_neutral_remedy_setting_trains_bitwise_like_the_plain_gan(tmp_path, option) -> None:
+    plain = _final_weights(tmp_path / "plain")
+    neutral = _final_weights(tmp_path / "neutral", option)
+    assert plain.keys() == neutral.keys()
+    assert [k for k in plain if not torch.equal(plain[k], neutral[k])] == []
+
+
+# ------------------------------------------------------------------ unrolled GAN
+def _module(loss=None, opt=None) -> GANModule:
+    opt = opt or partial(torch.optim.Adam, lr=1e-2, betas=(0.5, 0.999))
+    torch.manual_seed(0)
+    g = VectorGenerator(latent_dim=4, dim=2, hidden=(16,))
+    d = VectorDiscriminator(2, hidden=(16,))
+    return GANModule(g, d, loss or NonSaturatingLoss(), opt, opt)
+
+
+def _g_grads(module: GANModule, critic, fake, y=None) -> list[torch.Tensor]:
+    module.generator.zero_grad(set_to_none=True)
+    module.loss.g_loss(critic(fake, y)).backward()
+    return [p.grad.clone() for p in module.generator.parameters()]
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        partial(torch.optim.Adam, lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3),
+        partial(torch.optim.AdamW, lr=1e-2, weight_decay=1e-2),
+        partial(torch.optim.SGD, lr=1e-2, momentum=0.9, nesterov=True),
+        partial(torch.optim.RMSprop, lr=1e-3, momentum=0.5),
+    ],
+    ids=["adam", "adamw", "sgd", "rmsprop"],
+)
+def test_unrolled_d_equals_d_after_k_real_optimizer_steps(opt) -> None:
+    module = _module(opt=opt)
+    d = module.discriminator
+    opt_d = opt(d.parameters())
+    real = torch.randn(32, 2)
+    fake = module.generator(torch.randn(32, 4))
+
+    def d_step(net, optimizer) -> None:
+        optimizer.zero_grad()
+        module.loss.d_loss(net(real), net(fake.detach())).backward()
+        optimizer.step()
+
+    d_step(d, opt_d)  # so the optimizer has running state to carry into the unroll
+    before = copy.deepcopy(d.state_dict())
+    unrolled = unrolled_discriminator(module, opt_d, real, fake, None, steps=3)
+    assert all(torch.equal(v, d.state_dict()[k]) for k, v in before.items())  # D untouched
+    twin = copy.deepcopy(d)
+    twin_opt = opt(twin.parameters())
+    twin_opt.load_state_dict(opt_d.state_dict())
+    for _ in range(3):
+        d_step(twin, twin_opt)
+    probe = torch.randn(64, 2)
+    torch.testing.assert_close(unrolled(probe, None), twin(probe), rtol=1e-4, atol=1e-6)
+
+
+def test_unrolled_gradient_flows_through_the_unroll_unless_surrogate() -> None:
+    module = _module()
+    opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=1e-2)
+    real = torch.randn(32, 2)
+    z = torch.randn(32, 4)
+
+    def grads(steps: int, second_order: bool) -> list[torch.Tensor]:
+        fake = module.generator(z)
+        critic = unrolled_discriminator(module, opt_d, real, fake, None, steps, second_order)
+        return _g_grads(module, critic, fake)
+
+    plain = _g_grads(module, module.discriminator, module.generator(z))
+    # k = 0 through the functional path is the plain gradient to the bit
+    assert all(torch.equal(a, b) for a, b in zip(grads(0, True), plain, strict=True))
+    full, surrogate = grads(3, True), grads(3, False)
+    assert all(torch.isfinite(g).all() for g in full)
+    assert not all(torch.allclose(a, b) for a, b in zip(full, surrogate, strict=True))
+    assert not all(torch.allclose(a, b) for a, b in zip(surrogate, plain, strict=True))
+
+
+def test_unrolled_works_with_gradient_penalty_loss() -> None:
+    module = _module(loss=WGANGPLoss())
+    opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=1e-3)
+    fake = module.generator(torch.randn(16, 4))
+    critic = unrolled_discriminator(module, opt_d, torch.randn(16, 2), fake, None, 2)
+    assert all(torch.isfinite(g).all() for g in _g_grads(module, critic, fake))
+
+
+# ------------------------------------------------------------------ feature matching
+def test_feature_matching_matches_mean_penultimate_features() -> None:
+    module = _module()
+    d = module.discriminator
+    real, fake = torch.randn(32, 2), torch.randn(32, 2)
+    with capture_output(d.body) as feats:
+        d(real)
+        d(fake)
+    expected = (d.body(real).mean(0) - d.body(fake).mean(0)).pow(2).sum()
+    torch.testing.assert_close(feature_matching_loss(*feats), expected)
+    same = feature_matching_loss(d.body(real), d.body(real))
+    assert same == 0
+
+
+# ------------------------------------------------------------------ training
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("remedy", list(REMEDIES))
+def test_every_remedy_trains_with_every_loss(tmp_path, remedy: str, loss: str) -> None:
+    cfg = compose_config([*TOY, f"loss={loss}", "max_g_steps=2", *REMEDIES[remedy]], tmp_path)
+    import ganforge.study.jobs as jobs
+
+    module = jobs.fit(cfg).module
+    assert module.g_step == 2
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path) -> None:
+    common = [
+        *TOY,
+        "logger=csv",
+        "callbacks=default",
+        "callbacks.samples=null",
+        "callbacks.metrics=null",
+        "callbacks.report=null",
+        "callbacks.progress=null",
+        "callbacks.model_summary=null",
+        "callbacks.checkpoint=null",
+        "optimized_metric=null",
+        "model.discriminator.pack=2",
+        "model.discriminator.minibatch=stddev",
+        "model.unrolled_steps=2",
+        "model.g_objective=feature_matching",
+    ]
+    out = tmp_path / "run"
+    train(compose_config([*common, "trainer=ddp_sim", "max_g_steps=2"], out))
+    last = out / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    # resumed under the same 2-process DDP (a checkpoint resumes on the devices it was made on)
+    train(compose_config([*common, "trainer=ddp_sim", "max_g_steps=4", f"ckpt_path={last}"], out))
+    resumed = torch.load(last, weights_only=False)
+    assert resumed["global_step"] == 8
+    assert all(
+        torch.isfinite(v).all() for v in resumed["state_dict"].values() if v.is_floating_point()
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.discriminator.pack=0", "positive integer"),
+        ("model.unrolled_steps=-1", ">= 0"),
+        ("model.g_objective=moments", "adversarial or feature_matching"),
+    ],
+)
+def test_bad_remedy_option_is_one_clear_error_naming_the_key(tmp_path, override, expected) -> None:
+    from ganforge.errors import GanforgeError
+    from ganforge.validate import validate_train
+
+    with pytest.raises(GanforgeError, match=expected) as err:
+        validate_train(compose_config([*TOY, override], tmp_path))
+    assert override.split("=")[0] in str(err.value)
