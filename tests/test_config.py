@@ -11,8 +11,7 @@ from omegaconf import OmegaConf
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
 # groups that are mounted elsewhere (metrics: callbacks.metrics and eval.yaml; study: study.yaml)
-# or need a
-# sweeper/launcher plugin context
+# or need a sweeper/launcher plugin context
 SPECIAL = {"hydra", "optimizer", "metrics", "study"}
 # options that only make sense with another one (a vector model needs vector data)
 COMPANIONS = {("model", "toy_mlp"): ["data=ring8"]}
