@@ -30,7 +30,7 @@ import torch
 from common import RESULTS, load, median, print_table, quiet_run, write_json
 from train_step import CASES, FRAMEWORK, Case, profile_step, run_pairs
 
-from ganforge.accel import is_compiled
+from ganforge.fast_path import is_compiled
 
 GPU_CASES = {
     "dcgan64": Case([*CASES["dcgan"].overrides, "data.image_size=64"], 128, 5, 20),

@@ -49,7 +49,7 @@ class Effective(L.Callback):
             self.start = (time.perf_counter(), pl_module.g_step)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        from ganforge.accel import is_compiled
+        from ganforge.fast_path import is_compiled
 
         torch.cuda.synchronize()
         steps = pl_module.g_step - (self.start[1] if self.start else 0)

@@ -25,10 +25,10 @@ from common import RESULTS, compose_config, print_table, write_json
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
+from ganforge.build import build_module
 from ganforge.data.mnist5k import load_mnist5k
 from ganforge.metrics import MetricSuite, to_uint8
 from ganforge.metrics.digits import DigitFeatures
-from ganforge.run import build_module
 
 warnings.filterwarnings("ignore", "Metric .* will save all extracted features")
 

@@ -49,7 +49,8 @@ from common import (
 )
 from omegaconf import open_dict
 
-from ganforge.run import build_module, train
+from ganforge.build import build_module
+from ganforge.run import train
 
 
 @dataclass

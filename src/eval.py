@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ganforge.cli import run_job
-from ganforge.metrics.job import evaluate_checkpoint
+from ganforge.jobs import evaluate_checkpoint
 from ganforge.validate import validate_eval
 
 

@@ -17,10 +17,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from ganforge.build import build_module
 from ganforge.cli import run_job
-from ganforge.metrics.job import evaluate_checkpoint
-from ganforge.run import build_module, train
-from ganforge.tools import export, sample
+from ganforge.jobs import evaluate_checkpoint, export, sample
+from ganforge.run import train
 from ganforge.validate import validate_eval, validate_export, validate_sample, validate_train
 from tests.conftest import CONF, run_cli
 

@@ -10,8 +10,9 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF, ROOT, compose_config, run_cli
 
-# groups that are mounted elsewhere or need a sweeper/launcher plugin context
-SPECIAL = {"hydra", "optimizer"}
+# groups that are mounted elsewhere (metrics: callbacks.metrics and eval.yaml; study: study.yaml)
+# or need a sweeper/launcher plugin context
+SPECIAL = {"hydra", "optimizer", "metrics", "study"}
 # options that only make sense with another one (a vector model needs vector data)
 COMPANIONS = {("model", "toy_mlp"): ["data=ring8"]}
 
@@ -104,3 +105,19 @@ def test_readme_train_commands_compose(args: list[str], tmp_path) -> None:
     if "-m" in args:  # a sweep: compose its first job
         overrides = [o.split(",")[0] if "=" in o and "," in o else o for o in overrides]
     OmegaConf.to_container(compose_config(overrides, tmp_path), resolve=True)
+
+
+def test_training_and_eval_read_the_metric_settings_from_one_group(tmp_path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    train = compose_config(["logger=csv"], tmp_path).callbacks.metrics
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        evaluate = compose("eval", overrides=["metrics.seed=7"]).metrics
+    group = OmegaConf.load(CONF / "metrics" / "default.yaml")
+    assert set(evaluate) == set(group) and evaluate.seed == 7
+    assert set(train) == set(group) | {"_target_", "every_n_epochs"}
+    # training overrides only what makes the CPU default cheap
+    differ = {k for k in group if k != "cache_dir" and train[k] != group[k]}
+    assert differ == {"num_samples", "kid_subsets"}

@@ -24,9 +24,8 @@ import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.nn.parallel import DistributedDataParallel
 
-from ganforge.checkpoint import load_module
+from ganforge.build import build_module, load_module
 from ganforge.cli import EXIT_PREEMPTED
-from ganforge.run import build_module
 from ganforge.strategy import describe_run
 from tests.conftest import ROOT, run_cli
 from tests.test_data_files import make_celeba

@@ -18,11 +18,12 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
+from ganforge.build import build_module
 from ganforge.callbacks import DivergenceGuard
 from ganforge.callbacks.guard import DivergenceError
 from ganforge.cli import EXIT_PREEMPTED, run_job
 from ganforge.data.loader import TensorBatches
-from ganforge.run import build_module, train
+from ganforge.run import train
 from tests.conftest import ROOT, compose_config, run_cli
 
 TINY = [

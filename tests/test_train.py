@@ -1,7 +1,7 @@
 """Training end to end through the real configs: run folder, resume, DDP, the CLI.
 
-Every model x loss x conditioning fast_dev_run lives in test_zoo.py; DDP (ddp_sim, 4 CPU
-processes, resume) in test_scale.py.
+Every model x loss x conditioning fast_dev_run lives in nets/test_zoo.py; DDP (ddp_sim, 4 CPU
+processes, resume) in test_strategy.py.
 """
 
 from __future__ import annotations

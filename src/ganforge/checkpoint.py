@@ -1,4 +1,5 @@
-"""Rebuild a trained GAN module from a ganforge checkpoint, with clear errors for bad files."""
+"""Reading and checking ganforge checkpoint files, with clear errors for bad ones (building a
+module from one is :func:`ganforge.build.load_module`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from ganforge.errors import GanforgeError
 
@@ -40,30 +42,39 @@ def resume_path(ckpt_path: str | None, checkpoint_dir: str | Path | None) -> str
     return str(last) if last.is_file() else None
 
 
+#: class paths renamed since checkpoints were first written, old -> new (checkpoints store the
+#: config's ``_target_`` strings, not pickled classes, so this is all a rename needs)
+RENAMED_TARGETS = {"ganforge.accel.FastPath": "ganforge.fast_path.FastPath"}
+
+
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> DictConfig:
-    """The run config stored in a ganforge checkpoint."""
+    """The run config stored in a ganforge checkpoint, with renamed class paths updated."""
     if "ganforge_config" not in ckpt:
         raise GanforgeError(f"{path} was not written by ganforge (no ganforge_config inside)")
-    return OmegaConf.create(ckpt["ganforge_config"])
+    return OmegaConf.create(_renamed(ckpt["ganforge_config"]))
 
 
-def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The :class:`~ganforge.module.GANModule` saved in ``path``, in eval mode, with its config.
+def _renamed(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _renamed(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_renamed(value) for value in node]
+    return RENAMED_TARGETS.get(node, node) if isinstance(node, str) else node
 
-    Architecture mismatches (a checkpoint edited or from another model) are reported with the
-    offending parameter names.
-    """
-    from ganforge.run import build_module
 
-    ckpt = read_checkpoint(path)
-    cfg = checkpoint_config(ckpt, path)
-    if cfg.model.get("fast_path"):  # tools run a few batches: compiling them would not pay off
-        cfg.model.fast_path.compile = False
-    module = build_module(cfg)
-    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise GanforgeError(
-            f"checkpoint {path} does not match the architecture in its config "
-            f"(missing: {missing[:5]}, unexpected: {unexpected[:5]})"
-        )
-    return module.to(map_location).eval(), cfg
+def state_dict_mismatch(saved: dict[str, Tensor], current: dict[str, Tensor]) -> str | None:
+    """What differs between a checkpoint's weights and a module's (missing and unexpected
+    names, other shapes; a few of each), or None when they fit."""
+    missing = [k for k in current if k not in saved]
+    unexpected = [k for k in saved if k not in current]
+    reshaped = [
+        f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
+        for k, v in current.items()
+        if k in saved and saved[k].shape != v.shape
+    ]
+    found = (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("other shapes (checkpoint vs now)", reshaped),
+    )
+    return "; ".join(f"{label}: {items[:3]}" for label, items in found if items) or None

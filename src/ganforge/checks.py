@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ganforge.checkpoint import checkpoint_config, read_checkpoint
+from ganforge.checkpoint import checkpoint_config, read_checkpoint, state_dict_mismatch
 from ganforge.errors import GanforgeError
 
 #: model network keys that must agree with the data config of the same name
@@ -121,25 +121,8 @@ def check_resume_checkpoint(path: str | Path, module: nn.Module, cfg: DictConfig
     a missing, truncated, foreign or mismatched file is a :class:`GanforgeError` naming it.
     Returns the checkpoint (for the W&B run id it carries)."""
     ckpt = read_checkpoint(path)
-    saved, current = ckpt["state_dict"], module.state_dict()
-    missing = [k for k in current if k not in saved]
-    unexpected = [k for k in saved if k not in current]
-    reshaped = [
-        f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
-        for k, v in current.items()
-        if k in saved and saved[k].shape != v.shape
-    ]
-    if missing or unexpected or reshaped:
+    if details := state_dict_mismatch(ckpt["state_dict"], module.state_dict()):
         changed = _config_diff(checkpoint_config(ckpt, path).model, cfg.model, "model")
-        details = "; ".join(
-            f"{label}: {items[:3]}"
-            for label, items in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("other shapes (checkpoint vs now)", reshaped),
-            )
-            if items
-        )
         hint = f" Config changes since it was written: {changed}." if changed else ""
         raise GanforgeError(
             f"ckpt_path={path} was written for another architecture ({details}).{hint} Resume "

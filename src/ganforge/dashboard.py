@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +167,19 @@ def log_interpolation(ckpt_path: str | Path, run_cfg: Any, gif: Path, n_critic: 
 
     video = wandb.Video(str(gif), format="gif")
     log_to_checkpoint_run(ckpt_path, run_cfg, {"interpolation": video}, n_critic, "interpolation")
+
+
+def log_image(
+    loggers: Iterable[Logger], key: str, image: Tensor, step: int, caption: str | None = None
+) -> None:
+    """Log a (C, H, W) image in [0, 1] under ``key`` at generator iteration ``step`` to every
+    image-capable logger; W&B shows ``caption`` under it and plots it at ``train/g_step``."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.experiment.log({key: wandb.Image(image, caption=caption), G_STEP: step})
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, image, global_step=step)
+            if caption:
+                logger.experiment.add_text(f"{key}/caption", caption, global_step=step)

@@ -1,4 +1,5 @@
-"""Logger construction: W&B online when credentials exist, offline otherwise.
+"""Logger construction (W&B online when credentials exist, offline otherwise) and reading a W&B
+run's id back (what gets logged, images included, is :mod:`ganforge.dashboard`).
 
 A W&B service that cannot be reached (network, authentication) never takes a run down: the
 logger falls back to offline mode, then to CSV. A wrong logger option is the user's to fix and
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -126,3 +128,8 @@ def make_wandb_logger(
             log.warning("W&B could not start in %s mode (%s)", attempt, err)
     log.warning("falling back to CSV logging in %s", fallback_dir or save_dir)
     return CSVLogger(save_dir=fallback_dir or save_dir, name="csv")
+
+
+def wandb_run_id(loggers: Iterable[Logger]) -> str | None:
+    """The id of the first W&B run among ``loggers`` (None without one)."""
+    return next((lg.version for lg in loggers if isinstance(lg, WandbLogger)), None)

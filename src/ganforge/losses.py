@@ -43,6 +43,18 @@ def r1_penalty(critic: Critic, real: Tensor) -> Tensor:
     return _sum_of_squares_grad(critic(x), x).mean()
 
 
+def acgan_d_class_loss(real_logits: Tensor, fake_logits: Tensor, labels: Tensor) -> Tensor:
+    """ACGAN's auxiliary term for D (Odena et al. 2017): classify real and fake samples as
+    their labels (cross-entropy of D's class logits)."""
+    return F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, labels)
+
+
+def acgan_g_class_loss(fake_logits: Tensor, labels: Tensor) -> Tensor:
+    """ACGAN's auxiliary term for G: make D classify the fakes as the labels they were drawn
+    for."""
+    return F.cross_entropy(fake_logits, labels)
+
+
 class GANLoss(nn.Module):
     """Base of every GAN objective.
 

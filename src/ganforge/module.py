@@ -14,35 +14,23 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel
 
-from ganforge.accel import FastPath, is_compiled
 from ganforge.ema import EMAUpdate
-from ganforge.losses import GANLoss, feature_matching_loss
+from ganforge.fast_path import FastPath, is_compiled
+from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
+from ganforge.nets.base import split_output
 from ganforge.nets.features import capture_output
-from ganforge.resume import WANDB_RUN_ID, wandb_run_id
-from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
+from ganforge.pixels import class_rows
+from ganforge.resume import ResumeState
+from ganforge.step_logs import grad_norm, log_step
 from ganforge.unrolled import unrolled_discriminator
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 G_OBJECTIVES = ("adversarial", "feature_matching")
-
-
-def grad_norm(params: Iterable[nn.Parameter]) -> Tensor:
-    """Total L2 norm of the gradients, computed on the device without a host sync."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def split_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
-    """D's adversarial output and, for ACGAN discriminators, its class logits."""
-    return out if isinstance(out, tuple) else (out, None)
 
 
 class GANModule(L.LightningModule):
@@ -66,7 +54,7 @@ class GANModule(L.LightningModule):
         conditioning: how labels enter the networks (``none``, ``concat``, ``acgan``,
             ``projection``); the network configs read it, the module records it.
         fast_path: speed options for the networks and optimizers (channels_last, compile,
-            fused optimizers); see :class:`ganforge.accel.FastPath`.
+            fused optimizers); see :class:`ganforge.fast_path.FastPath`.
         g_objective: ``adversarial`` (the loss's G term) or ``feature_matching`` (Salimans et
             al. 2016: match the mean of D's penultimate features on real and fake batches).
         unrolled_steps: take G's loss against D after this many unrolled D updates (Metz et
@@ -136,23 +124,20 @@ class GANModule(L.LightningModule):
         if self.g_ema is not None:  # a copy, not a network: DDP must not all-reduce it
             self.g_ema.requires_grad_(False)
         self._step_grad_norm: Tensor | None = None
-        if self.num_classes:  # whole rows per class in the grid
-            num_fixed_samples = -(-num_fixed_samples // self.num_classes) * self.num_classes
+        # the sample grid's batch: whole rows per class for a conditional model
+        if self.num_classes:
+            fixed_labels = class_rows(num_fixed_samples, self.num_classes)
+        else:
+            fixed_labels = torch.zeros(num_fixed_samples, dtype=torch.long)
         gen = torch.Generator().manual_seed(noise_seed)
         self.register_buffer(
-            "fixed_noise", torch.randn(num_fixed_samples, self.latent_dim, generator=gen)
+            "fixed_noise", torch.randn(len(fixed_labels), self.latent_dim, generator=gen)
         )
-        self.register_buffer("fixed_labels", self._grid_labels(num_fixed_samples))
+        self.register_buffer("fixed_labels", fixed_labels)
         #: the composed run configuration, stored in checkpoints so tools can rebuild the model.
         self.run_config: dict[str, Any] | None = None
-        self._rng_to_restore: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ sampling
-    def _grid_labels(self, n: int) -> Tensor:
-        """Labels for a grid with one row per class (row length = n // num_classes)."""
-        if not self.num_classes:
-            return torch.zeros(n, dtype=torch.long)
-        return torch.arange(n) // (n // self.num_classes)
 
     @property
     def sampler(self) -> nn.Module:
@@ -260,8 +245,7 @@ class GANModule(L.LightningModule):
             if penalty is not None:
                 loss = loss + penalty
             if real_cls is not None:
-                aux = F.cross_entropy(real_cls, y) + F.cross_entropy(fake_cls, y)
-                loss = loss + self.aux_weight * aux
+                loss = loss + self.aux_weight * acgan_d_class_loss(real_cls, fake_cls, y)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
             self.loss.after_d_step(self.discriminator)
@@ -294,7 +278,7 @@ class GANModule(L.LightningModule):
                 fake_out, fake_cls = split_output(d(self._d_input(fake), y))
                 loss = self.loss.g_loss(fake_out)
             if fake_cls is not None:
-                loss = loss + self.aux_weight * F.cross_entropy(fake_cls, y)
+                loss = loss + self.aux_weight * acgan_g_class_loss(fake_cls, y)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
         if self.g_ema is not None:
@@ -305,10 +289,12 @@ class GANModule(L.LightningModule):
         x, y = batch
         x = self.fast_path.format_batch(x)
         opt_d, opt_g = self.optimizers()
-        k = self.loss.n_critic
-        if x.shape[0] % k:
-            raise ValueError(f"batch of {x.shape[0]} images does not split into n_critic={k} parts")
-        chunks = list(zip(x.chunk(k), y.chunk(k), strict=True))
+        n_critic = self.loss.n_critic
+        if x.shape[0] % n_critic:
+            raise ValueError(
+                f"batch of {x.shape[0]} images does not split into n_critic={n_critic} parts"
+            )
+        chunks = list(zip(x.chunk(n_critic), y.chunk(n_critic), strict=True))
         for real, labels in chunks[:-1]:
             self.discriminator_step(opt_d, real, self._labels(labels))
         # The last critic step's fake batch, made with its graph, also serves G's update, as in
@@ -319,15 +305,7 @@ class GANModule(L.LightningModule):
         d_logs = self.discriminator_step(opt_d, real, labels, fake)
         g_logs = self.generator_step(opt_g, fake, labels, real=real)
         logs = {**d_logs, **g_logs}
-        losses = {k_: v for k_, v in logs.items() if k_.startswith("loss/")}
-        # Lightning turns progress-bar values into Python numbers after every step, a host sync
-        # on a GPU; without a live bar, the bar shows epoch means (read once per epoch).
-        live = self.fast_path.live_progress_bar
-        self.log_dict(losses, prog_bar=live, on_step=True)
-        if not live:
-            epoch_means = {f"{k_}_epoch": v for k_, v in losses.items()}
-            self.log_dict(epoch_means, prog_bar=True, on_step=False, on_epoch=True, logger=False)
-        self.log_dict({k_: v for k_, v in logs.items() if not k_.startswith("loss/")}, on_step=True)
+        log_step(self, logs, live_bar=self.fast_path.live_progress_bar)
         # Epoch schedulers step with the epoch's last batch, before the batch-end hooks (as
         # Lightning does for automatic optimization), so a checkpoint written after that batch
         # already holds the stepped schedulers and resumes exactly.
@@ -342,21 +320,11 @@ class GANModule(L.LightningModule):
         for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
             sch.step()
 
-    def on_train_start(self) -> None:
-        # Restore RNG streams here, after Lightning's own set-up has drawn from them.
-        if self._rng_to_restore is not None:
-            restore_rng_states(self._rng_to_restore)
-            self._rng_to_restore = None
-        if self.trainer.world_size > 1:
-            fork_per_rank(self.global_rank)
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Exact resume and per-rank noise in any trainer this module runs in."""
+        return [ResumeState()]
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_states"] = capture_rng_states()
         if self.run_config is not None:
             checkpoint["ganforge_config"] = self.run_config
-        if self._trainer is not None and (run_id := wandb_run_id(self.trainer.loggers)):
-            checkpoint[WANDB_RUN_ID] = run_id  # a resumed job continues this W&B run
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_to_restore = checkpoint.get("rng_states")

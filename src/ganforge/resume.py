@@ -1,22 +1,50 @@
-"""Continuing a run from a checkpoint: the W&B run id travels inside the checkpoint."""
+"""Continuing a run exactly: every random stream and the W&B run id travel inside the
+checkpoint, written and read back by :class:`ResumeState`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from lightning.pytorch.loggers import Logger, WandbLogger
+import lightning as L
 from omegaconf import DictConfig, open_dict
+
+from ganforge.loggers import wandb_run_id
+from ganforge.rng import capture_rng_states, fork_per_rank, restore_rng_states
 
 #: checkpoint key holding the id of the W&B run that wrote it
 WANDB_RUN_ID = "wandb_run_id"
+#: checkpoint key holding the random streams (see :func:`ganforge.rng.capture_rng_states`)
+RNG_STATES = "rng_states"
 #: logger targets that build a WandbLogger and accept ``id`` / ``resume``
 WANDB_TARGETS = ("ganforge.loggers.make_wandb_logger", "lightning.pytorch.loggers.WandbLogger")
 
 
-def wandb_run_id(loggers: Iterable[Logger]) -> str | None:
-    """The id of the first W&B run among ``loggers`` (None without one)."""
-    return next((lg.version for lg in loggers if isinstance(lg, WandbLogger)), None)
+class ResumeState(L.Callback):
+    """Saves the random streams and the W&B run id with every checkpoint; on resume restores
+    the streams once Lightning's set-up has drawn from them; under DDP gives every rank its own
+    noise stream. :class:`~ganforge.module.GANModule` attaches it to every trainer it runs in."""
+
+    def __init__(self) -> None:
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[RNG_STATES] = capture_rng_states()
+        if run_id := wandb_run_id(trainer.loggers):
+            checkpoint[WANDB_RUN_ID] = run_id  # a resumed job continues this W&B run
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._rng_to_restore = checkpoint.get(RNG_STATES)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._rng_to_restore is not None:
+            restore_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+        if trainer.world_size > 1:
+            fork_per_rank(trainer.global_rank)
 
 
 def resume_wandb(logger_cfg: DictConfig | None, ckpt: dict[str, Any]) -> str | None:

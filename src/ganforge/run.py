@@ -9,14 +9,14 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from ganforge import checks
 from ganforge.atomic import AtomicCheckpointIO, remove_partial_files
+from ganforge.build import build_module
 from ganforge.callbacks.preemption import Preemption
 from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
-from ganforge.module import GANModule
 from ganforge.prespawn import check_before_spawn
 from ganforge.resume import resume_wandb
 from ganforge.resume_changes import ApplyResumeChanges, check_resume_config
@@ -24,25 +24,6 @@ from ganforge.strategy import describe_run
 from ganforge.sweep import sweep_value
 
 log = logging.getLogger(__name__)
-
-
-def build_module(cfg: DictConfig) -> GANModule:
-    """Instantiate the GAN module (networks, loss, optimizer factories) from ``cfg``."""
-    loss = hydra.utils.instantiate(cfg.loss)
-    model_cfg = cfg.model
-    if loss.needs_penalty and model_cfg.discriminator.get("norm") == "batch":
-        log.warning(
-            "loss %s penalises D's input gradients, which BatchNorm in D makes per-batch and "
-            "wrong; using norm=layer in the discriminator instead (set "
-            "model.discriminator.norm to silence this)",
-            type(loss).__name__,
-        )
-        model_cfg = model_cfg.copy()
-        with open_dict(model_cfg):
-            model_cfg.discriminator.norm = "layer"
-    module: GANModule = hydra.utils.instantiate(model_cfg, loss=loss)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    return module
 
 
 def _enabled(callbacks: list[L.Callback], trainer_cfg: DictConfig) -> list[L.Callback]:

@@ -17,9 +17,9 @@ from torch import Tensor
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import save_image
 
-from ganforge.callbacks.samples import grid_of
 from ganforge.errors import GanforgeError
 from ganforge.module import GANModule
+from ganforge.pixels import class_rows, grid_of, row_length
 from ganforge.progress import progress_bar
 
 Labels = int | Sequence[int] | None
@@ -36,12 +36,6 @@ def latent_noise(
         raise GanforgeError(f"truncation must be a positive bound, got truncation={truncation}")
     z = torch.empty(n, latent_dim)
     return torch.nn.init.trunc_normal_(z, a=-truncation, b=truncation, generator=generator)
-
-
-def class_rows(num_classes: int, per_row: int) -> Tensor:
-    """Labels for one grid row per class, ``per_row`` images each: the layout of
-    :attr:`GANModule.fixed_labels`."""
-    return torch.arange(num_classes).repeat_interleave(per_row)
 
 
 def requested_labels(labels: Labels, n: int, num_classes: int) -> Tensor | None:
@@ -75,9 +69,9 @@ def grid_layout(
     if nrow is not None and nrow < 1:
         raise GanforgeError(f"nrow must be positive, got nrow={nrow}")
     if num_classes and labels is None:
-        per_row = math.ceil(n / num_classes)
-        return per_row * num_classes, nrow or per_row, class_rows(num_classes, per_row)
-    return n, nrow or max(math.isqrt(n), 1), requested_labels(labels, n, num_classes)
+        y = class_rows(n, num_classes)
+        return len(y), nrow or row_length(n, num_classes), y
+    return n, nrow or row_length(n, 0), requested_labels(labels, n, num_classes)
 
 
 def sample_images(

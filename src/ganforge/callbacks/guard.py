@@ -58,12 +58,15 @@ def network_of(metric: str) -> str:
     return "discriminator" if metric.endswith("/d") or metric.startswith("d/") else "generator"
 
 
+#: the module's networks whose weights are checked
+NETWORKS = ("generator", "discriminator")
+
+
 class DivergenceGuard(L.Callback):
     """Raise :class:`DivergenceError` as soon as a step's losses or the networks' weights are
     NaN/Inf, naming the generator step and the network, so no broken checkpoint is written.
 
     Args:
-        networks: attribute names of the module's networks to check.
         check_every_n_steps: check interval in generator steps (one host sync per check; every
             epoch end is checked too). Keep it a divisor of any step-based checkpoint interval.
         collapse_metric: logged metric watched for mode collapse (e.g. ``metrics/modes``).
@@ -72,14 +75,12 @@ class DivergenceGuard(L.Callback):
 
     def __init__(
         self,
-        networks: tuple[str, ...] = ("generator", "discriminator"),
         check_every_n_steps: int = 1,
         collapse_metric: str | None = "metrics/modes",
         collapse_floor: float | None = None,
     ):
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
-        self.networks = tuple(networks)
         self.check_every_n_steps = check_every_n_steps
         self.collapse_metric = collapse_metric
         self.collapse_floor = collapse_floor
@@ -94,14 +95,14 @@ class DivergenceGuard(L.Callback):
             for k, v in (outputs.items() if isinstance(outputs, Mapping) else ())
             if isinstance(v, Tensor) and v.numel() == 1
         }
-        norms = [weight_norm(getattr(pl_module, name)) for name in self.networks]
+        norms = [weight_norm(getattr(pl_module, name)) for name in NETWORKS]
         values = torch.stack([t.to(pl_module.device) for t in (*scalars.values(), *norms)])
         if bool(torch.isfinite(values).all()):
             return
         for metric, value in scalars.items():
             if not torch.isfinite(value):
                 self._fail(pl_module, f"{metric} of the {network_of(metric)} is {value.item()}")
-        for name in self.networks:
+        for name in NETWORKS:
             bad = first_nonfinite(getattr(pl_module, name))
             if bad is not None:
                 self._fail(pl_module, f"the {name} tensor {name}.{bad} is NaN or Inf")
@@ -155,9 +156,6 @@ class DivergenceGuard(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.check(pl_module)
-        self._check_collapse(trainer)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
         self._check_collapse(trainer)
 
     def state_dict(self) -> dict[str, Any]:

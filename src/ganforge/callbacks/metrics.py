@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
+from ganforge.errors import GanforgeError
 from ganforge.metrics.evaluate import METRIC_NAMES, Evaluator, make_evaluator, module_sampler
 from ganforge.metrics.features import resolve_feature_space
 
 log = logging.getLogger(__name__)
 
+#: what the callback supplies itself, not a setting
+_SUPPLIED = (
+    *("datamodule", "device", "write_cache", "options"),
+    *("extractor", "real_features", "real_logits", "count_modes"),
+)
+#: the settings make_evaluator takes (conf/metrics/default.yaml), its own and the Evaluator's
+EVALUATOR_SETTINGS = tuple(
+    dict.fromkeys(
+        name
+        for name in (
+            *inspect.signature(make_evaluator).parameters,
+            *(f.name for f in fields(Evaluator)),
+        )
+        if name not in _SUPPLIED
+    )
+)
 #: what is logged: the metrics and the spread of IS over its splits and KID over its subsets
 LOGGED = (*METRIC_NAMES, "is_std", "kid_std")
 
@@ -40,49 +60,21 @@ class GANMetrics(L.Callback):
     samples and computes the synced values. ``fast_dev_run`` smoke tests skip metrics.
 
     Args:
-        feature_space: ``auto``, ``digits`` or ``inception`` (see :mod:`ganforge.metrics`).
-        num_samples: generated (and at most this many real) samples per evaluation.
         every_n_epochs: evaluation period; 0 evaluates only after the last epoch.
-        batch_size: samples generated and scored at a time.
-        seed: seed of the evaluation noise and of KID's random subsets.
-        real_split: the datamodule split holding the reference images.
-        cache_dir: where real features are cached (None: recompute every run).
-        feature_extractor_weights_path: weights of the feature network (None: the default).
-        download: fetch missing Inception weights into the torch hub cache.
-        kid_subsets, kid_subset_size, is_splits, pr_neighborhood: metric settings.
+        settings: :func:`~ganforge.metrics.evaluate.make_evaluator`'s settings (feature space,
+            sample count, seed, cache, KID/IS/precision-recall options), the same as
+            ``python src/eval.py`` takes: ``conf/metrics/default.yaml``.
     """
 
-    def __init__(
-        self,
-        feature_space: str = "auto",
-        num_samples: int = 2000,
-        every_n_epochs: int = 5,
-        batch_size: int = 500,
-        seed: int = 0,
-        real_split: str = "train",
-        cache_dir: str | None = None,
-        feature_extractor_weights_path: str | None = None,
-        download: bool = True,
-        kid_subsets: int = 100,
-        kid_subset_size: int = 1000,
-        is_splits: int = 10,
-        pr_neighborhood: int = 3,
-    ):
+    def __init__(self, every_n_epochs: int = 5, **settings: Any):
         self.every_n_epochs = every_n_epochs
-        self.options = {
-            "feature_space": feature_space,
-            "num_samples": num_samples,
-            "batch_size": batch_size,
-            "seed": seed,
-            "real_split": real_split,
-            "cache_dir": str(Path(cache_dir)) if cache_dir else None,
-            "feature_extractor_weights_path": feature_extractor_weights_path,
-            "download": download,
-            "kid_subsets": kid_subsets,
-            "kid_subset_size": kid_subset_size,
-            "is_splits": is_splits,
-            "pr_neighborhood": pr_neighborhood,
-        }
+        if unknown := sorted(set(settings) - set(EVALUATOR_SETTINGS)):
+            raise GanforgeError(
+                f"callbacks.metrics: unknown settings {unknown}; known: {EVALUATOR_SETTINGS}"
+            )
+        if settings.get("cache_dir"):
+            settings["cache_dir"] = str(Path(settings["cache_dir"]))
+        self.options = settings
         self.evaluator: Evaluator | None = None
 
     def check_weights(self, datamodule: L.LightningDataModule) -> None:

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
-from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
-from ganforge.images import log_image
-
-
-def grid_of(images: Tensor, nrow: int) -> Tensor:
-    """A (C, H, W) grid in [0, 1] from images in [-1, 1]."""
-    return make_grid(
-        images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2
-    )
+from ganforge.dashboard import log_image
+from ganforge.errors import GanforgeError
+from ganforge.pixels import grid_of, row_length
 
 
 class SampleGrid(L.Callback):
@@ -32,13 +26,18 @@ class SampleGrid(L.Callback):
         self.every_n_steps = every_n_steps
         self.nrow = nrow
 
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        shape = getattr(trainer.datamodule, "sample_shape", None)
+        if shape is not None and len(shape) != 3:
+            name = getattr(trainer.datamodule, "name", type(trainer.datamodule).__name__)
+            raise GanforgeError(
+                f"{name}: the SampleGrid callback draws image grids and cannot show "
+                f"{len(shape)}-D points; use callbacks=toy (scatter plots of real vs generated "
+                "points)"
+            )
+
     def _nrow(self, pl_module) -> int:
-        if self.nrow:
-            return self.nrow
-        n = len(pl_module.fixed_noise)
-        if pl_module.num_classes:
-            return max(n // pl_module.num_classes, 1)
-        return max(int(n**0.5), 1)
+        return self.nrow or row_length(len(pl_module.fixed_noise), pl_module.num_classes)
 
     @rank_zero_only
     def render(self, trainer: L.Trainer, pl_module, name: str) -> Path:

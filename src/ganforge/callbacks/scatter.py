@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ganforge.images import log_image
+from ganforge.dashboard import log_image
 from ganforge.metrics.toy import ModeCoverage
 
 

@@ -1,6 +1,6 @@
 """Datamodules: each yields (images in [-1, 1], labels) and states its shape and class count."""
 
-from ganforge.data.base import ImageDataModule
+from ganforge.data.base import ImageDataModule, SampleDataModule
 from ganforge.data.celeba import CelebADataModule
 from ganforge.data.folder import ImageFolderDataModule
 from ganforge.data.hf import HFDataModule
@@ -26,6 +26,7 @@ __all__ = [
     "MNIST5kDataModule",
     "MNISTDataModule",
     "RingDataModule",
+    "SampleDataModule",
     "StackedMNISTDataModule",
     "StreamingDataModule",
 ]

@@ -7,8 +7,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
 
-from ganforge.data.loader import TensorBatches, to_float
+from ganforge.data.loader import TensorBatches
 from ganforge.errors import GanforgeError
+from ganforge.pixels import to_float
 
 
 def stack_dataset(dataset: Dataset, limit: int | None = None) -> tuple[Tensor, Tensor]:
@@ -20,11 +21,12 @@ def stack_dataset(dataset: Dataset, limit: int | None = None) -> tuple[Tensor, T
     return torch.cat(xs), torch.cat(ys)
 
 
-class ImageDataModule(L.LightningDataModule):
-    """Common interface every ganforge datamodule implements.
+class SampleDataModule(L.LightningDataModule):
+    """Common interface every ganforge datamodule implements; subclasses state their
+    :attr:`sample_shape` (:class:`ImageDataModule` for images, the 2-D mixtures for points).
 
-    Batches are ``(images, labels)``: images in [-1, 1] shaped (B, channels, image_size,
-    image_size), labels a long tensor (all zeros when the data has no labels, where
+    Batches are ``(samples, labels)``: samples in [-1, 1] shaped (B, *sample_shape), labels
+    a long tensor (all zeros when the data has no labels, where
     ``num_classes`` is None). With ``batches_per_step=k`` (the loss's ``n_critic``) every
     loader batch holds ``k * batch_size`` images, one fresh real batch per critic update.
 
@@ -41,13 +43,11 @@ class ImageDataModule(L.LightningDataModule):
       on by default), so each rank reads a distinct shard and reshuffles every epoch.
     """
 
-    name: str = "images"
+    name: str = "samples"
 
     def __init__(
         self,
         batch_size: int = 64,
-        image_size: int = 32,
-        channels: int = 1,
         num_classes: int | None = None,
         num_val: int = 0,
         in_memory: bool = True,
@@ -60,8 +60,6 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         self.cache_dir = cache_dir
         self.batch_size = batch_size
-        self.image_size = image_size
-        self.channels = channels
         self.num_classes = num_classes
         self.num_val = num_val
         self.in_memory = in_memory
@@ -76,8 +74,8 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sample: (channels, image_size, image_size) for images."""
-        return (self.channels, self.image_size, self.image_size)
+        """Shape of one sample."""
+        raise NotImplementedError
 
     def load_tensors(self) -> tuple[Tensor, Tensor]:
         """All samples (N, *sample_shape) as uint8 pixels or floats in [-1, 1], labels (N,)."""
@@ -209,3 +207,18 @@ class ImageDataModule(L.LightningDataModule):
         dataset = self.train_dataset if split == "train" else self.val_dataset
         assert dataset is not None
         return stack_dataset(dataset, limit)
+
+
+class ImageDataModule(SampleDataModule):
+    """Images (channels, image_size, image_size) in [-1, 1]; the base of the image datasets."""
+
+    name: str = "images"
+
+    def __init__(self, batch_size: int = 64, image_size: int = 32, channels: int = 1, **kwargs):
+        super().__init__(batch_size=batch_size, **kwargs)
+        self.image_size = image_size
+        self.channels = channels
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (self.channels, self.image_size, self.image_size)

@@ -33,8 +33,8 @@ from rich.progress import track
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ganforge.data.transforms import to_pixels
 from ganforge.errors import GanforgeError
+from ganforge.pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class _Decoded(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, Tensor | None]:
         image = self.source.decode(index)
-        return index, None if image is None else to_pixels(image)
+        return index, None if image is None else to_uint8(image)
 
 
 def _as_list(batch: list) -> list:
@@ -101,7 +101,7 @@ def _decode_into(source: Source, folder: Path, num_workers: int, what: str) -> i
     first = next((im for im in map(source.decode, range(n)) if im is not None), None)
     if first is None:
         raise _none_readable(source, n, what)
-    shape = tuple(to_pixels(first).shape)
+    shape = tuple(to_uint8(first).shape)
     images = np.lib.format.open_memmap(
         folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *shape)
     )
@@ -147,7 +147,7 @@ def _write_tensors(x: Tensor, y: Tensor, folder: Path) -> int:
     if x.dtype != torch.uint8:
         if x.dim() != 4:
             raise GanforgeError("only image datasets (N, C, H, W) can be prepared into a cache")
-        x = to_pixels(x)
+        x = to_uint8(x)
     np.save(folder / "images.npy", x.contiguous().numpy())
     np.save(folder / "labels.npy", y.numpy().astype(np.int64))
     return len(x)

@@ -12,8 +12,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ganforge.data.transforms import to_pixels
 from ganforge.errors import GanforgeError
+from ganforge.pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def decode_all(files: ImageFiles, num_workers: int = 0) -> tuple[Tensor, Tensor]
             if image is None:
                 bad.append(files.describe(index))
             else:
-                images.append(to_pixels(image))
+                images.append(to_uint8(image))
                 keep.append(index)
     if bad:
         log.warning(

@@ -8,15 +8,7 @@ import torch
 from torch import Tensor
 
 from ganforge.data.transforms import check_augment
-
-
-def to_float(x: Tensor) -> Tensor:
-    """Images as float in [-1, 1]: uint8 pixels are scaled, float tensors pass through.
-
-    Image datasets are held as uint8 (a quarter of the memory of float32) and converted one
-    batch at a time on the device.
-    """
-    return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+from ganforge.pixels import to_float
 
 
 def hflip_where(x: Tensor, flip: Tensor) -> Tensor:
@@ -25,7 +17,7 @@ def hflip_where(x: Tensor, flip: Tensor) -> Tensor:
 
 
 class TensorBatches:
-    """Iterates shuffled (x, y) batches of tensors already on their device, with no workers.
+    """Iterates shuffled, full (x, y) batches of tensors already on their device, no workers.
 
     ``x`` may hold uint8 pixels; batches are converted to float in [-1, 1] with :func:`to_float`.
 
@@ -40,8 +32,6 @@ class TensorBatches:
         x: Tensor,
         y: Tensor,
         batch_size: int,
-        shuffle: bool = True,
-        drop_last: bool = True,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -51,13 +41,13 @@ class TensorBatches:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         check_augment(augment)
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size = batch_size
         self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
         self.epoch = 0  # set by Lightning at each epoch start, through set_epoch
         self._served = 0  # batches served in the current pass
         self._resume: tuple[int, int] | None = None  # (epoch, served) from load_state_dict
         per_rank = len(x) // world_size
-        if drop_last and per_rank < batch_size:
+        if per_rank < batch_size:
             raise ValueError(
                 f"batch_size={batch_size} is larger than the {per_rank} samples each of the "
                 f"{world_size} rank(s) holds; lower data.batch_size"
@@ -65,15 +55,12 @@ class TensorBatches:
 
     def __len__(self) -> int:
         per_rank = len(self.x) // self.world_size
-        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+        return per_rank // self.batch_size  # the last, partial batch is dropped
 
     def _order(self, epoch: int) -> Tensor:
         n = len(self.x) // self.world_size * self.world_size
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(len(self.x), generator=g)[:n]
-        else:
-            order = torch.arange(n)
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(len(self.x), generator=g)[:n]
         return order[self.rank :: self.world_size].to(self.x.device)
 
     def _flips(self, epoch: int, n: int) -> Tensor:

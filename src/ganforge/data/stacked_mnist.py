@@ -11,8 +11,8 @@ from torch import Tensor
 from ganforge.data.base import ImageDataModule
 from ganforge.data.mnist5k import load_mnist5k
 from ganforge.data.torchvision_sets import MNISTDataModule
-from ganforge.data.transforms import to_pixels
 from ganforge.errors import GanforgeError
+from ganforge.pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class StackedMNISTDataModule(ImageDataModule):
             return full.load_tensors()
         log.info("stacked_mnist: stacking the embedded mnist5k digits")
         x, y = load_mnist5k(self.image_size)
-        return to_pixels(x), y
+        return to_uint8(x), y
 
     def load_tensors(self) -> tuple[Tensor, Tensor]:
         x, y = self.digits()

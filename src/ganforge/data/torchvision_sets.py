@@ -22,8 +22,9 @@ from torchvision.datasets import CIFAR10, MNIST, FashionMNIST, VisionDataset
 from torchvision.datasets.utils import extract_archive
 
 from ganforge.data.base import ImageDataModule
-from ganforge.data.transforms import resize_pixels, sample_transform
+from ganforge.data.transforms import sample_transform
 from ganforge.errors import GanforgeError
+from ganforge.pixels import resize_pixels
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from ganforge.callbacks.samples import SampleGrid
-from ganforge.data.base import ImageDataModule
+from ganforge.data.base import SampleDataModule
 from ganforge.errors import GanforgeError
 
 
@@ -30,7 +29,7 @@ def grid_centers(side: int = 5, spacing: float = 2.0) -> Tensor:
     return torch.stack([gx.flatten(), gy.flatten()], dim=1)
 
 
-class GaussianMixtureDataModule(ImageDataModule):
+class GaussianMixtureDataModule(SampleDataModule):
     """``num_samples`` points drawn once (seeded) from an equal-weight isotropic mixture.
 
     The batches are (points (B, 2), mode index). ``centers`` and ``std`` are public so metrics
@@ -58,8 +57,6 @@ class GaussianMixtureDataModule(ImageDataModule):
             )
         if dim != centers.shape[1]:
             raise GanforgeError(f"{self.name}: data.dim must be {centers.shape[1]}, got {dim}")
-        # points, not images: checks that read channels/image_size skip toy data
-        self.channels = self.image_size = None
         self.centers = centers
         self.std = std
         self.num_samples = num_samples
@@ -75,18 +72,6 @@ class GaussianMixtureDataModule(ImageDataModule):
         noise = torch.randn(self.num_samples, self.dim, generator=g) * self.std
         labels = modes if self.num_classes else torch.zeros_like(modes)
         return self.centers[modes] + noise, labels
-
-    def setup(self, stage: str | None = None) -> None:
-        self._reject_image_callbacks()
-        super().setup(stage)
-
-    def _reject_image_callbacks(self) -> None:
-        callbacks = self.trainer.callbacks if self.trainer else []
-        if any(isinstance(cb, SampleGrid) for cb in callbacks):
-            raise GanforgeError(
-                f"{self.name}: the SampleGrid callback draws image grids and cannot show 2-D "
-                "points; use callbacks=toy (scatter plots of real vs generated points)"
-            )
 
 
 class RingDataModule(GaussianMixtureDataModule):

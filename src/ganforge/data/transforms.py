@@ -1,10 +1,8 @@
-"""Pixel conversions shared by the datamodules: per-sample transforms and whole-tensor resizing."""
+"""Per-sample transforms shared by the file-reading datamodules (PIL image -> tensor)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from torchvision.transforms import v2
 
 AUGMENTS = ("none", "hflip")
@@ -37,18 +35,3 @@ def sample_transform(
         v2.Normalize([0.5] * channels, [0.5] * channels),
     ]
     return v2.Compose(steps)
-
-
-def resize_pixels(x: Tensor, image_size: int) -> Tensor:
-    """Resize uint8 images (N, C, H, W) with antialiased bilinear filtering, staying uint8."""
-    if x.shape[-2:] == (image_size, image_size):
-        return x
-    out = F.interpolate(
-        x.float(), size=image_size, mode="bilinear", antialias=True, align_corners=False
-    )
-    return out.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def to_pixels(x: Tensor) -> Tensor:
-    """Float images in [-1, 1] back to uint8 pixels (for compact in-memory storage)."""
-    return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)

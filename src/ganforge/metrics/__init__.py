@@ -5,8 +5,9 @@ Feature spaces: ``digits`` (ganforge's own MNIST classifier, offline), ``incepti
 """
 
 from ganforge.metrics.evaluate import METRIC_NAMES, Evaluator, make_evaluator, module_sampler
-from ganforge.metrics.features import resolve_feature_space, to_uint8
+from ganforge.metrics.features import resolve_feature_space
 from ganforge.metrics.suite import MetricSuite
+from ganforge.pixels import to_uint8
 
 __all__ = [
     "METRIC_NAMES",

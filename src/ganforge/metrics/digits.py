@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.pixels import to_float
+
 #: accuracy of the committed weights on the 1,000 held-out digits of :func:`holdout_split`
 HELD_OUT_ACCURACY = 0.989
 #: the input resolution the classifier was trained at; other sizes are resized to it
@@ -107,7 +109,7 @@ class DigitFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        x = images.float().div(127.5).sub(1.0)
+        x = to_float(images)
         if x.shape[-1] != INPUT_SIZE or x.shape[-2] != INPUT_SIZE:
             x = F.interpolate(x, size=INPUT_SIZE, mode="bilinear", antialias=True)
         n = x.shape[0]

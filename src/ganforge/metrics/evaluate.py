@@ -23,10 +23,10 @@ from ganforge.metrics.features import (
     build_feature_extractor,
     fingerprint,
     resolve_feature_space,
-    to_uint8,
 )
 from ganforge.metrics.real import real_features
 from ganforge.metrics.suite import MetricSuite
+from ganforge.pixels import to_uint8
 from ganforge.progress import progress_bar
 
 #: ``sampler(n, generator)`` -> n images in [-1, 1], drawing all noise from ``generator``
@@ -88,7 +88,6 @@ class Evaluator:
             seed=self.seed,
         )
 
-    @torch.no_grad()
     def __post_init__(self) -> None:
         if self.num_samples < 2 or self.batch_size < 1:
             raise GanforgeError(

@@ -13,16 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
+from ganforge.pixels import to_uint8
 from ganforge.progress import progress_bar
 
 #: datamodule names whose images are handwritten digits (``auto`` scores them with ``digits``)
 DIGIT_DATASETS = frozenset({"mnist", "mnist5k", "stacked_mnist"})
 FEATURE_SPACES = ("auto", "digits", "inception")
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """Images in [-1, 1] as uint8 in [0, 255], clamped and rounded (not truncated)."""
-    return images.clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
 
 
 def resolve_feature_space(space: str, dataset: str) -> str:

@@ -95,5 +95,7 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
+        # torchmetrics' public forward returns only the first feature; its (private) fidelity
+        # forward gives features and logits in one pass. pyproject pins torchmetrics below 2.
         features, logits = self.net._torch_fidelity_forward(images)
         return features, logits

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
-from ganforge.metrics.extra import ClassCoverage, PrecisionRecall
+from ganforge.metrics.class_coverage import ClassCoverage
+from ganforge.metrics.precision_recall import PrecisionRecall
 
 
 class Given(nn.Module):

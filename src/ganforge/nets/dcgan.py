@@ -7,7 +7,7 @@ import math
 
 from torch import Tensor, nn
 
-from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
+from ganforge.nets.base import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm, dcgan_init, norm_layer
 
 MIN_SIZE, MAX_SIZE = 16, 256

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
+from ganforge.nets.base import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
-from ganforge.nets.conditioning import Discriminator, Generator, check_conditioning
+from ganforge.nets.base import Discriminator, Generator, check_conditioning
 from ganforge.nets.init import apply_spectral_norm, norm_layer
 
 #: generator widths (multiples of base_width): the 4x4 input, then each up block's output

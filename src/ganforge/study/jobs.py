@@ -13,8 +13,8 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
+from ganforge.build import build_module
 from ganforge.module import GANModule
-from ganforge.run import build_module
 
 
 class History(L.Callback):

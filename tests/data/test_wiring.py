@@ -6,7 +6,7 @@ import hydra
 import pytest
 import torch
 
-from ganforge.run import build_module
+from ganforge.build import build_module
 
 SMALL_DCGAN = ["model.generator.base_width=8", "model.discriminator.base_width=8"]
 

@@ -1,4 +1,5 @@
-"""How labels enter the networks: cGAN concatenation, the ACGAN head and the projection head."""
+"""The bases every network builds on: the Generator and Discriminator classes, how labels enter
+them (cGAN concatenation, the ACGAN head, the projection head) and what D returns."""
 
 from __future__ import annotations
 
@@ -134,3 +135,8 @@ class Discriminator(nn.Module):
         if self.minibatch is not None:
             h = self.minibatch(h)
         return self.head(h, y)
+
+
+def split_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """D's adversarial output and, for ACGAN discriminators, its class logits."""
+    return out if isinstance(out, tuple) else (out, None)

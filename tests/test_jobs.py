@@ -22,9 +22,9 @@ from omegaconf import open_dict
 from PIL import Image
 from torch import Tensor, nn
 
-from ganforge import tools
+from ganforge import jobs
+from ganforge.build import load_module
 from ganforge.callbacks.report import RunReport
-from ganforge.checkpoint import load_module
 from ganforge.errors import GanforgeError
 from ganforge.export import export_generator, run_onnx, run_torchscript
 from ganforge.losses import NonSaturatingLoss
@@ -112,7 +112,7 @@ def run_dir(tmp_path_factory) -> Path:
     )
     with open_dict(cfg):  # only the callbacks under test, whatever else the default list holds
         cfg.callbacks = {k: cfg.callbacks[k] for k in ("samples", "report", "checkpoint", "last")}
-        cfg.callbacks.scores = {"_target_": "tests.test_tools.ScoreStub"}
+        cfg.callbacks.scores = {"_target_": "tests.test_jobs.ScoreStub"}
     train(cfg)
     return out
 
@@ -235,7 +235,7 @@ def test_interpolation_writes_a_grid_and_a_looping_gif(run_dir: Path, tmp_path: 
         "truncation=1.0",
         f"output_dir={tmp_path}",
     )
-    tools.sample(cfg)
+    jobs.sample(cfg)
     assert Image.open(tmp_path / "interpolation.png").size == (4 * 18 + 2, 3 * 18 + 2)
     gif = Image.open(tmp_path / "interpolation.gif")
     assert gif.n_frames == 4 + 2  # forwards, then back without repeating the ends
@@ -251,7 +251,7 @@ def test_exported_generators_match_the_checkpoint(
     cfg = tool_config(
         "export", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"output_dir={tmp_path}"
     )
-    files = tools.export(cfg)
+    files = jobs.export(cfg)
     gen = torch.Generator().manual_seed(5)
     z = torch.randn(5, trained.latent_dim, generator=gen)  # another batch size than traced
     y = torch.randint(10, (5,), generator=gen)
@@ -306,7 +306,7 @@ def test_report_callback_reuses_a_csv_logger_or_adds_one(tmp_path: Path) -> None
 
 
 def test_report_job_rebuilds_from_a_run_folder(run_dir: Path, tmp_path: Path) -> None:
-    tools.report(tool_config("report", f"run_dir={run_dir}", f"output_dir={tmp_path}"))
+    jobs.report(tool_config("report", f"run_dir={run_dir}", f"output_dir={tmp_path}"))
     assert set(inlined_images((tmp_path / "report.html").read_text())) == set(FIGURES)
     assert Image.open(tmp_path / "report.png").size == Image.open(run_dir / "report.png").size
 

@@ -17,8 +17,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig
 from torch.overrides import TorchFunctionMode
 
-from ganforge.accel import FastPath, accepts_fused, is_compiled
-from ganforge.run import build_module
+from ganforge.build import build_module
+from ganforge.fast_path import FastPath, accepts_fused, is_compiled
 
 TINY = [
     "model.generator.base_width=8",
@@ -308,7 +308,7 @@ def test_fused_optimizer_only_where_it_applies():
 
 
 def test_tools_load_checkpoints_of_compiled_runs_uncompiled(make_cfg, tmp_path):
-    from ganforge.checkpoint import load_module
+    from ganforge.build import load_module
 
     cfg = make_cfg(
         *TINY,

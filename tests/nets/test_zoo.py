@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ganforge.augment import DiffAugment, rand_cutout, rand_translation
+from ganforge.build import build_module
 from ganforge.callbacks import SampleGrid
 from ganforge.data.loader import TensorBatches
 from ganforge.data.mnist5k import MNIST5kDataModule
@@ -31,7 +32,7 @@ from ganforge.nets import (
     VectorDiscriminator,
     VectorGenerator,
 )
-from ganforge.run import build_module, train
+from ganforge.run import train
 from tests.conftest import CONF, compose_config
 
 # one step through everything, tiny batches, no callbacks: for "survives fast_dev_run" tests

@@ -1,0 +1,2 @@
+"""ganforge: GAN experiments on PyTorch Lightning and Hydra (docs/architecture.md maps the
+package)."""
