@@ -22,7 +22,7 @@ from ganforge.cli import run_job
 from ganforge.jobs import evaluate_checkpoint, export, sample
 from ganforge.run import train
 from ganforge.validate import validate_eval, validate_export, validate_sample, validate_train
-from tests.conftest import CONF, run_cli
+from tests.conftest import CONF, TINY_DCGAN, run_cli
 
 JOBS: dict[str, tuple[Callable, Callable]] = {
     "train": (train, validate_train),
@@ -32,12 +32,7 @@ JOBS: dict[str, tuple[Callable, Callable]] = {
 }
 TINY = [
     "logger=csv",
-    "data.image_size=16",
-    "data.batch_size=8",
-    "model.generator.base_width=8",
-    "model.discriminator.base_width=8",
-    "model.generator.latent_dim=16",
-    "model.num_fixed_samples=10",
+    *TINY_DCGAN,
     "callbacks.progress=null",
     "callbacks.model_summary=null",
     "callbacks.metrics=null",

@@ -14,24 +14,10 @@ import torch
 
 from ganforge.atomic import atomic_torch_save, remove_partial_files
 from ganforge.run import train
-from tests.conftest import compose_config, run_cli
+from tests.conftest import QUIET_RUN, TINY_DCGAN, compose_config, run_cli
 
-TINY = [
-    "logger=csv",
-    "callbacks.progress=null",
-    "callbacks.model_summary=null",
-    "data.image_size=16",
-    "data.batch_size=8",
-    "model.generator.base_width=8",
-    "model.discriminator.base_width=8",
-    "model.generator.latent_dim=16",
-    "model.num_fixed_samples=10",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "callbacks.samples.every_n_steps=0",
-    "callbacks.metrics=null",
-    "callbacks.report=null",
-]
+TINY = ["logger=csv", "callbacks.progress=null", "callbacks.model_summary=null"]
+TINY += [*TINY_DCGAN, *QUIET_RUN]
 STEP_LR = "{_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
 
 
