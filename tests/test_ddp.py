@@ -28,7 +28,7 @@ from ganforge.build import build_module, load_module
 from ganforge.cli import EXIT_PREEMPTED
 from ganforge.strategy import describe_run
 from tests.conftest import ROOT, run_cli
-from tests.test_data_files import make_celeba
+from tests.data.test_files import make_celeba
 
 QUIET = [
     "logger=csv",

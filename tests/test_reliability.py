@@ -24,22 +24,9 @@ from ganforge.callbacks.guard import DivergenceError
 from ganforge.cli import EXIT_PREEMPTED, run_job
 from ganforge.data.loader import TensorBatches
 from ganforge.run import train
-from tests.conftest import ROOT, compose_config, run_cli
+from tests.conftest import QUIET_RUN, ROOT, TINY_DCGAN, compose_config, run_cli
 
-TINY = [
-    "data.image_size=16",
-    "data.batch_size=8",
-    "model.generator.base_width=8",
-    "model.discriminator.base_width=8",
-    "model.generator.latent_dim=16",
-    "model.num_fixed_samples=10",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.log_every_n_steps=1",
-    "callbacks.samples.every_n_steps=0",
-    "callbacks.metrics=null",
-    "callbacks.report=null",
-]
+TINY = [*TINY_DCGAN, *QUIET_RUN, "trainer.log_every_n_steps=1"]
 #: every piece of state resume must carry: two optimizers, LR schedulers stepped per epoch,
 #: EMA, augmentation and instance noise (global RNG), data order across an epoch boundary
 FULL_STATE = [
@@ -109,6 +96,27 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_bitwise(
     assert any(k.startswith("g_ema.") for k in resumed) and "fixed_noise" in resumed
     differing = [k for k in straight if not torch.equal(straight[k], resumed[k])]
     assert differing == []
+
+
+def test_two_process_run_interrupted_and_resumed_matches_uninterrupted_bitwise(
+    tmp_path: Path,
+) -> None:
+    """The same under DDP (2 CPU ranks, gloo): each rank's own noise stream is saved and given
+    back, so a resumed rank draws exactly what it would have drawn."""
+    state = [*FULL_STATE, "trainer.devices=2"]
+    train(make(tmp_path / "straight", *state))
+    straight = weights(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+
+    out = tmp_path / "interrupted"
+    stop = extra_callback("stop", SignalAt, step=3, signum=signal.SIGTERM)
+    with pytest.raises(SIGTERMException):
+        train(make(out, *state, *stop))
+    last = out / "checkpoints" / "last.ckpt"
+    assert len(torch.load(last, weights_only=False)["rng_states_per_rank"]) == 2
+
+    train(make(out, *state, f"ckpt_path={last}"))
+    resumed = weights(last)
+    assert [k for k in straight if not torch.equal(straight[k], resumed[k])] == []
 
 
 def test_in_memory_loader_follows_lightning_epoch_and_resumes_mid_epoch() -> None:
