@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -47,18 +48,24 @@ def write_shards(
     count = len(np.load(Path(cache_folder) / "labels.npy"))
     step = 256
     log.info("writing %d samples as LitData shards to %s", count, output_dir)
-    optimize(
-        fn=functools.partial(_samples, folder=str(cache_folder), step=step),
-        inputs=list(range(0, count, step)),
-        output_dir=output_dir,
-        chunk_bytes=chunk_bytes,
-        num_workers=max(1, num_workers),
-        mode="overwrite",
-        keep_data_ordered=True,
-        verbose=False,
-        # forked workers start at once; spawned ones re-import torch and ganforge (~10 s each)
-        start_method="fork" if sys.platform == "linux" else None,
-    )
+    # LitData's processor installs its own SIGINT handler and leaves it there: put ours back
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        optimize(
+            fn=functools.partial(_samples, folder=str(cache_folder), step=step),
+            inputs=list(range(0, count, step)),
+            output_dir=output_dir,
+            chunk_bytes=chunk_bytes,
+            num_workers=max(1, num_workers),
+            mode="overwrite",
+            keep_data_ordered=True,
+            verbose=False,
+            # forked workers start at once; spawned ones re-import torch and ganforge (~10 s)
+            start_method="fork" if sys.platform == "linux" else None,
+        )
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def check_local_shards(path: Path) -> None:
