@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +82,27 @@ def run_cli(args: list[str], cwd: Path = ROOT, timeout: float = 600, **env: str)
         text=True,
         timeout=timeout,
     )
+
+
+def sigterm_once_training(args: list[str], run_dir: Path, **env: str) -> tuple[int, str]:
+    """Run ``python <args>`` until its second sample grid exists in ``run_dir`` (training is
+    under way), send it SIGTERM as a scheduler would; return its exit status and output."""
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "samples" / "step_0000002.png").exists():
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    return proc.returncode, output

@@ -12,11 +12,9 @@ from __future__ import annotations
 import csv
 import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ganforge.build import build_module, load_module
 from ganforge.cli import EXIT_PREEMPTED
 from ganforge.strategy import describe_run
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, sigterm_once_training
 from tests.data.test_files import make_celeba
 
 QUIET = [
@@ -244,26 +242,13 @@ def test_sigterm_to_the_parent_of_two_ranks_checkpoints_and_exits_143(tmp_path: 
     args = [*QUIET, *DCGAN_TINY, "data.batch_size=8", "trainer.devices=2"]
     args += ["trainer.max_epochs=1000", "callbacks.samples.every_n_steps=1"]
     marker = f"GANFORGE_TEST_MARK={tmp_path.name}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GANFORGE_ROOT": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "src/train.py", *args, f"hydra.run.dir={run}"],
-        cwd=ROOT,
-        env={**env, "GANFORGE_TEST_MARK": tmp_path.name},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    status, text = sigterm_once_training(
+        ["src/train.py", *args, f"hydra.run.dir={run}"],
+        run,
+        GANFORGE_ROOT=str(tmp_path),
+        GANFORGE_TEST_MARK=tmp_path.name,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while not (run / "samples" / "step_0000002.png").exists():  # the ranks are training
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "training never started"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        text, _ = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode == EXIT_PREEMPTED, text[-3000:]
+    assert status == EXIT_PREEMPTED, text[-3000:]
     assert "Traceback" not in text
     assert processes_with(marker) == []
     stopped_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]

@@ -7,8 +7,6 @@ import hashlib
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +22,13 @@ from ganforge.callbacks.guard import DivergenceError
 from ganforge.cli import EXIT_PREEMPTED, run_job
 from ganforge.data.loader import TensorBatches
 from ganforge.run import train
-from tests.conftest import QUIET_RUN, ROOT, TINY_DCGAN, compose_config, run_cli
+from tests.conftest import (
+    QUIET_RUN,
+    TINY_DCGAN,
+    compose_config,
+    run_cli,
+    sigterm_once_training,
+)
 
 TINY = [*TINY_DCGAN, *QUIET_RUN, "trainer.log_every_n_steps=1"]
 #: every piece of state resume must carry: two optimizers, LR schedulers stepped per epoch,
@@ -200,25 +204,12 @@ def _subprocess_args(run_dir: Path, *extra: str) -> list[str]:
 def test_sigterm_writes_resumable_checkpoint_and_exits_nonzero(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = _subprocess_args(run_dir, "trainer.max_epochs=1000", "callbacks.samples.every_n_steps=1")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (run_dir / "samples" / "step_0000002.png").exists():  # training is under way
-            assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
-            assert time.monotonic() < deadline, "training never started"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == EXIT_PREEMPTED, err.decode()[-3000:]
+    status, output = sigterm_once_training(args, run_dir)
+    assert status == EXIT_PREEMPTED, output[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     stopped_at = torch.load(last, weights_only=False)["global_step"] // 2
     assert stopped_at >= 2
-    assert "Traceback" not in err.decode()
+    assert "Traceback" not in output
 
     resumed = run_cli(
         _subprocess_args(tmp_path / "resumed", f"ckpt_path={last}", f"max_g_steps={stopped_at + 2}")
