@@ -1,18 +1,29 @@
-"""The generator's exponential moving average update, in a form that pickles.
+"""The generator's exponential moving average (EMA): the update, its ramp-up, and standing
+BatchNorm statistics for the averaged weights.
 
-``torch.optim.swa_utils.get_ema_multi_avg_fn`` returns a closure, which the spawn launcher of a
-multi-process run cannot pickle; :class:`EMAUpdate` is the same update as a class instance.
+- :class:`EMAUpdate` is ``torch.optim.swa_utils.get_ema_multi_avg_fn`` as a class instance:
+  the spawn launcher of a multi-process run cannot pickle torch's closure, and the decay must be
+  settable per step for the ramp-up.
+- :func:`ema_beta` is StyleGAN2-ADA's schedule (``ema_kimg`` / ``ema_rampup`` in its
+  ``training_loop.py``): the average's half-life is given in images and grows with the images
+  seen, so a short run is not dominated by its first, near-random weights.
+- :func:`standing_stats` recomputes BatchNorm's running statistics for a set of weights (the
+  "standing statistics" of BigGAN, Brock et al. 2019): averaged weights paired with averaged
+  running statistics do not describe the same network.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class EMAUpdate:
     """``ema = decay * ema + (1 - decay) * current`` for lists of tensors, as an
-    ``AveragedModel(multi_avg_fn=...)``: torch's ``get_ema_multi_avg_fn``, picklable."""
+    ``AveragedModel(multi_avg_fn=...)``; ``decay`` may be changed between updates."""
 
     def __init__(self, decay: float):
         self.decay = decay
@@ -24,3 +35,54 @@ class EMAUpdate:
         else:  # foreach lerp handles float and complex tensors only
             for e, c in zip(ema, current, strict=True):
                 e.copy_(e * self.decay + c * (1 - self.decay))
+
+
+def ema_beta(
+    batch_images: int, images_seen: int, half_life_kimg: float, rampup: float | None
+) -> float:
+    """The per-step decay for a half-life of ``half_life_kimg`` thousand images.
+
+    With ``rampup``, the half-life is at most ``rampup * images_seen`` (StyleGAN2-ADA uses
+    0.05), so early in a run the average forgets fast; ``batch_images`` is the global batch.
+    """
+    half_life = half_life_kimg * 1000.0
+    if rampup is not None:
+        half_life = min(half_life, images_seen * rampup)
+    return 0.5 ** (batch_images / max(half_life, 1e-8))
+
+
+def has_batchnorm(net: nn.Module) -> bool:
+    return any(isinstance(m, _BatchNorm) for m in net.modules())
+
+
+@torch.no_grad()
+def standing_stats(
+    net: nn.Module,
+    latent_dim: int,
+    num_classes: int,
+    batches: int = 8,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> nn.Module:
+    """A copy of generator ``net`` whose BatchNorm running statistics are the exact means over
+    ``batches`` batches of its own outputs on fixed noise (and uniform labels), in eval mode.
+
+    The noise comes from a ``torch.Generator`` seeded with ``seed``, so the copy is the same on
+    every rank and in every process that rebuilds it, and training's RNG is not touched.
+    """
+    standing = copy.deepcopy(net)
+    device = next(standing.parameters()).device
+    bns = [m for m in standing.modules() if isinstance(m, _BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: every batch counts the same
+    standing.train()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        z = torch.randn(batch_size, latent_dim, generator=gen).to(device)
+        y = torch.randint(num_classes, (batch_size,), generator=gen) if num_classes else None
+        standing(z, None if y is None else y.to(device))
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
+    return standing.eval()

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel
 
-from ganforge.ema import EMAUpdate
+from ganforge.ema import EMAUpdate, ema_beta, has_batchnorm, standing_stats
 from ganforge.fast_path import FastPath, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
 from ganforge.nets.base import split_output
@@ -44,7 +44,14 @@ class GANModule(L.LightningModule):
         scheduler_g, scheduler_d: optional factories taking the optimizer.
         scheduler_interval: step the schedulers every ``epoch`` or every generator ``step``.
         grad_clip_norm: clip each network's gradient norm with Lightning's ``clip_gradients``.
-        ema_decay: keep an exponential moving average of G's weights; sampling uses it.
+        ema_kimg: keep an exponential moving average of G's weights, which sampling uses, with
+            a half-life of this many thousand images (StyleGAN2-ADA's ``ema_kimg``), capped at
+            ``ema_rampup`` times the images seen.
+        ema_decay: keep the average with this fixed decay per step instead (replaces
+            ``ema_kimg``).
+        ema_rampup: the ramp-up factor (null: the half-life is fixed from the first step).
+        ema_standing_stats: sample from the average with BatchNorm statistics recomputed for
+            its weights (:func:`ganforge.ema.standing_stats`) instead of averaged ones.
         aux_weight: weight of ACGAN's auxiliary classification terms.
         instance_noise: std of Gaussian noise added to D's inputs, decaying linearly to zero
             over ``instance_noise_steps`` generator iterations (Sonderby et al. 2016).
@@ -74,6 +81,9 @@ class GANModule(L.LightningModule):
         scheduler_interval: str = "epoch",
         grad_clip_norm: float | None = None,
         ema_decay: float | None = None,
+        ema_kimg: float | None = None,
+        ema_rampup: float | None = 0.05,
+        ema_standing_stats: bool = True,
         aux_weight: float = 1.0,
         instance_noise: float = 0.0,
         instance_noise_steps: int = 10_000,
@@ -116,13 +126,18 @@ class GANModule(L.LightningModule):
         self.fast_path = fast_path or FastPath()
         for net in (generator, discriminator):
             self.fast_path.prepare(net)  # before the EMA copy, so it shares the memory format
+        self.ema_kimg = None if ema_decay else ema_kimg  # a fixed decay replaces the ramp
+        self.ema_rampup = ema_rampup
         self.g_ema = (
-            AveragedModel(generator, multi_avg_fn=EMAUpdate(ema_decay), use_buffers=True)
-            if ema_decay
+            AveragedModel(generator, multi_avg_fn=EMAUpdate(ema_decay or 0.0), use_buffers=True)
+            if ema_decay or ema_kimg
             else None
         )
         if self.g_ema is not None:  # a copy, not a network: DDP must not all-reduce it
             self.g_ema.requires_grad_(False)
+        self.ema_standing_stats = ema_standing_stats and has_batchnorm(generator)
+        # ((EMA updates, device) it was computed at, the copy); a tuple, so it is no submodule
+        self._standing: tuple[tuple[int, torch.device], nn.Module] | None = None
         self._step_grad_norm: Tensor | None = None
         # the sample grid's batch: whole rows per class for a conditional model
         if self.num_classes:
@@ -141,8 +156,17 @@ class GANModule(L.LightningModule):
 
     @property
     def sampler(self) -> nn.Module:
-        """The generator used for evaluation and sampling: the EMA copy when it exists."""
-        return self.g_ema.module if self.g_ema is not None else self.generator
+        """The generator used for evaluation and sampling: the EMA copy when it exists, with
+        standing BatchNorm statistics (recomputed after each update, when next used)."""
+        if self.g_ema is None:
+            return self.generator
+        if not self.ema_standing_stats:
+            return self.g_ema.module
+        updates = (int(self.g_ema.n_averaged), self.g_ema.n_averaged.device)
+        if self._standing is None or self._standing[0] != updates:
+            net = standing_stats(self.g_ema.module, self.latent_dim, self.num_classes)
+            self._standing = (updates, net)
+        return self._standing[1]
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
@@ -282,8 +306,15 @@ class GANModule(L.LightningModule):
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
         if self.g_ema is not None:
-            self.g_ema.update_parameters(self.generator)
+            self._update_ema(fake.shape[0])
         return {"loss/g": loss.detach(), "grad_norm/g": norm}
+
+    def _update_ema(self, batch: int) -> None:
+        if self.ema_kimg:
+            batch *= self.trainer.world_size if self._trainer else 1
+            beta = ema_beta(batch, self.g_step * batch, self.ema_kimg, self.ema_rampup)
+            self.g_ema.multi_avg_fn.decay = beta
+        self.g_ema.update_parameters(self.generator)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch
