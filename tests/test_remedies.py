@@ -5,6 +5,7 @@ every remedy under fast_dev_run with every loss, and once under 2-process DDP an
 from __future__ import annotations
 
 import copy
+import csv
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ganforge.nets.features import capture_output
 from ganforge.nets.minibatch import MinibatchDiscrimination, MinibatchStdDev, pack
 from ganforge.run import train
 from ganforge.unrolled import unrolled_discriminator
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_cli
 
 LOSSES = ["minimax", "nonsaturating", "lsgan", "hinge", "wgan", "wgan_gp"]
 REMEDIES = {
@@ -278,3 +279,36 @@ def test_bad_remedy_option_is_one_clear_error_naming_the_key(tmp_path, override,
     with pytest.raises(GanforgeError, match=expected) as err:
         validate_train(compose_config([*TOY, override], tmp_path))
     assert override.split("=")[0] in str(err.value)
+
+
+# ------------------------------------------------------------------ the study command
+def test_mode_collapse_study_runs_its_jobs_in_two_processes(tmp_path: Path) -> None:
+    """The one command, shrunk: 2 variants x 2 seeds on ring8, in two worker processes; the
+    table lists every job in the study's order, beside the published rows."""
+    out = tmp_path / "study"
+    result = run_cli(
+        [
+            "src/study.py",
+            "study=mode_collapse",
+            "study.datasets=[ring8]",
+            "study.only=[gan,pacgan2]",
+            "study.seeds=2",
+            "study.steps=3",
+            "study.workers=2",
+            f"hydra.run.dir={out}",
+        ],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
+        ("gan", "0", "COMPLETED"),
+        ("gan", "1", "COMPLETED"),
+        ("pacgan2", "0", "COMPLETED"),
+        ("pacgan2", "1", "COMPLETED"),
+    ]
+    assert all("model.discriminator.pack=2" in r["overrides"] for r in rows[2:])
+    study = (out / "study.md").read_text()
+    assert "| gan |" in study and "| pacgan2 |" in study and "PacGAN Table 1" in study
+    assert (out / "samples.png").exists()

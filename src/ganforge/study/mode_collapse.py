@@ -15,13 +15,18 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ganforge.config import register_resolvers
 from ganforge.metrics.toy import ModeCoverage
 from ganforge.study.jobs import compose_train, fit, machine, mean_std
 
@@ -85,42 +90,36 @@ def run(cfg: DictConfig) -> Path:
     out = Path(HydraConfig.get().runtime.output_dir)
     study = cfg.study
     torch.set_num_threads(study.threads)
-    rows: list[dict[str, Any]] = []
-    first_samples: dict[tuple[str, str], torch.Tensor] = {}
-    centers: dict[str, torch.Tensor] = {}
+    specs = [
+        JobSpec(data, name, seed, overrides, str(out / data / name / f"seed{seed}"))
+        for data in study.datasets
+        for name, extra in variants(study).items()
+        for seed in range(study.seeds)
+        for overrides in [
+            [
+                f"data={data}",
+                f"seed={seed}",
+                f"max_g_steps={study.steps}",
+                *study.overrides,
+                *study.get("data_overrides", {}).get(data, []),
+                *extra,
+            ]
+        ]
+    ]
+    scoring = (dict(study.num_samples), study.threshold, study.min_count)
     header = machine()
-    for data in study.datasets:
-        for name, extra in variants(study).items():
-            for seed in range(study.seeds):
-                job_dir = out / data / name / f"seed{seed}"
-                overrides = [
-                    f"data={data}",
-                    f"seed={seed}",
-                    f"max_g_steps={study.steps}",
-                    *study.overrides,
-                    *study.get("data_overrides", {}).get(data, []),
-                    *extra,
-                ]
-                row: dict[str, Any] = {"data": data, "variant": name, "seed": seed}
-                row["overrides"] = " ".join(overrides)
-                try:
-                    job = fit(compose_train(overrides, job_dir))
-                    scores = score(
-                        job, study.num_samples[data], seed, study.threshold, study.min_count
-                    )
-                except Exception as err:  # one failed job must not lose the study
-                    log.exception("job %s/%s/seed%d failed", data, name, seed)
-                    row.update(status=f"FAILED: {type(err).__name__}: {err}")
-                    rows.append(row)
-                    continue
-                samples = scores.pop("samples")
-                if seed == 0 and samples is not None:
-                    first_samples[data, name] = samples
-                    centers[data] = job.datamodule.centers
-                row.update(scores, status="COMPLETED", wall_s=round(job.wall_s, 1))
-                log.info("%s %s seed %d: %s (%.0f s)", data, name, seed, scores, job.wall_s)
-                rows.append(row)
-                write_results(rows, out)  # a study stopped early keeps its finished jobs
+    results: dict[str, tuple[dict[str, Any], torch.Tensor | None, torch.Tensor | None]] = {}
+    for spec, result in run_jobs(specs, scoring, study):
+        results[spec.key] = result
+        # a study stopped early keeps its finished jobs
+        write_results([results[s.key][0] for s in specs if s.key in results], out)
+    rows = [results[s.key][0] for s in specs]
+    first_samples = {
+        (s.data, s.variant): results[s.key][1]
+        for s in specs
+        if s.seed == 0 and results[s.key][1] is not None
+    }
+    centers = {s.data: results[s.key][2] for s in specs if results[s.key][2] is not None}
     header["load_end"] = machine()["load"]
     write_results(rows, out)
     (out / "study.md").write_text(table(rows, study, header))
@@ -128,6 +127,72 @@ def run(cfg: DictConfig) -> Path:
         scatter_figure(first_samples, centers, out / "samples.png")
     log.info("mode-collapse study: %s", out / "study.md")
     return out / "study.md"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One (dataset, variant, seed) job: its train overrides and its folder."""
+
+    data: str
+    variant: str
+    seed: int
+    overrides: list[str]
+    job_dir: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.data}/{self.variant}/seed{self.seed}"
+
+
+Scoring = tuple[dict[str, int], float, int]
+
+
+def run_jobs(specs: list[JobSpec], scoring: Scoring, study: DictConfig):
+    """Yield ``(spec, result)`` for every job, as they finish: in this process when
+    ``study.workers`` is 1, else in that many spawned processes (``study.threads`` torch
+    threads each), which a small CPU runs side by side better than one process's threads."""
+    if study.workers <= 1:
+        for spec in specs:
+            yield spec, run_one(spec, scoring)
+        return
+    conf_dir = next(
+        s["path"].removeprefix("file://")
+        for s in HydraConfig.get().runtime.config_sources
+        if s["provider"] == "main"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        study.workers, mp_context=ctx, initializer=_worker_init, initargs=(conf_dir, study.threads)
+    ) as pool:
+        futures = {pool.submit(run_one, spec, scoring): spec for spec in specs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _worker_init(conf_dir: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    register_resolvers()
+    initialize_config_dir(config_dir=conf_dir, version_base="1.3")
+
+
+def run_one(
+    spec: JobSpec, scoring: Scoring
+) -> tuple[dict[str, Any], torch.Tensor | None, torch.Tensor | None]:
+    """Train and score one job: its results row, scored samples and the data's modes."""
+    num_samples, threshold, min_count = scoring
+    row: dict[str, Any] = {"data": spec.data, "variant": spec.variant, "seed": spec.seed}
+    row.update(key=spec.key, overrides=" ".join(spec.overrides))
+    try:
+        job = fit(compose_train(spec.overrides, Path(spec.job_dir)))
+        scores = score(job, num_samples[spec.data], spec.seed, threshold, min_count)
+    except Exception as err:  # one failed job must not lose the study
+        log.exception("job %s failed", spec.key)
+        row.update(status=f"FAILED: {type(err).__name__}: {err}")
+        return row, None, None
+    samples = scores.pop("samples")
+    row.update(scores, status="COMPLETED", wall_s=round(job.wall_s, 1))
+    log.info("%s: %s (%.0f s)", spec.key, scores, job.wall_s)
+    return row, samples, getattr(job.datamodule, "centers", None)
 
 
 def variants(study: DictConfig) -> dict[str, Any]:

@@ -1,0 +1,239 @@
+"""Quality per minute: FID and IS over wall-clock time for a fixed training budget.
+
+Each variant trains for the same wall time on the embedded MNIST 5k default and keeps a copy of
+its generator at fixed marks of elapsed training time; after training (outside the budget) every
+copy is scored like ``python src/eval.py`` scores a checkpoint: 10,000 samples, the digits
+feature space, the training split's real statistics.
+
+Variants:
+- ``new``: ``conf/`` as it is (the README's default command);
+- ``old``: the default before issue 18 (no EMA; the overrides in :data:`OLD_DEFAULT`);
+- ``tutorial``: the PyTorch DCGAN tutorial loop (its networks scaled to 32x32, BCE, Adam 2e-4
+  beta1 0.5, batch 128) written out below in plain PyTorch, on the same training digits;
+- any ``name=override,override`` given with ``--variant``, on top of ``new``.
+
+The ganforge variants run ``ganforge.run.train`` in this process exactly as ``src/train.py``
+does (callbacks, in-run metrics and loggers included, so their cost is inside the budget),
+with ``trainer.max_time`` as the budget and no epoch limit.
+
+    python benchmarks/quality.py                                 # new, old, tutorial; seed 0
+    python benchmarks/quality.py --seeds 0 1 2 --minutes 5.5
+    python benchmarks/quality.py --variants new --variant lr4=model.optimizer_g.lr=4e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from common import RESULTS, ROOT, compose_config, print_table, quiet_run, write_json
+from omegaconf import open_dict
+from torch import Tensor, nn
+
+from ganforge.data import MNIST5kDataModule
+from ganforge.metrics import make_evaluator
+from ganforge.run import train
+
+#: overrides that turn today's conf/ back into the default before issue 18
+OLD_DEFAULT = ["model.ema_kimg=null"]
+
+
+class Snapshots(L.Callback):
+    """Copies of the module's generator weights (and EMA) at ``every_s`` seconds of training.
+
+    The clock starts when training starts (after data loading and the real statistics), as
+    Lightning's ``max_time`` does. Copying a few MB of weights takes milliseconds.
+    """
+
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+        self.module: L.LightningModule | None = None
+        self.taken: list[tuple[float, int, dict[str, Tensor]]] = []
+        Snapshots.last = self
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.module, self.start, self.next = pl_module, time.perf_counter(), self.every_s
+        self.elapsed = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.elapsed = time.perf_counter() - self.start
+        if self.elapsed >= self.next:
+            self._take(self.elapsed, pl_module)
+            self.next += self.every_s
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # at the last step's end: the end-of-run evaluations of other callbacks are not training
+        self._take(self.elapsed, pl_module)
+
+    def _take(self, elapsed: float, pl_module) -> None:
+        state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        self.taken.append((elapsed, pl_module.g_step, state))
+
+
+def run_ganforge(overrides: list[str], seed: int, budget_s: float, every_s: float, out: Path):
+    """Train one ganforge variant; return the module and its snapshots."""
+    cfg = compose_config([*overrides, f"seed={seed}", "trainer.max_epochs=-1"], out)
+    with open_dict(cfg):
+        s = round(budget_s)
+        cfg.trainer.max_time = f"00:{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+        cfg.callbacks.snapshots = {"_target_": f"{__name__}.Snapshots", "every_s": every_s}
+    train(cfg)
+    snaps = Snapshots.last
+    return snaps.module, snaps.taken
+
+
+class TutorialG(nn.Sequential):
+    """The tutorial's generator with one stage fewer (32x32 instead of 64x64)."""
+
+    def __init__(self, nz: int = 100, ngf: int = 64):
+        super().__init__(
+            nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 4),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False),
+            nn.Tanh(),
+        )
+
+
+class TutorialD(nn.Sequential):
+    """The tutorial's discriminator with one stage fewer."""
+
+    def __init__(self, ndf: int = 64):
+        super().__init__(
+            nn.Conv2d(1, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 4),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False),
+            nn.Sigmoid(),
+        )
+
+
+def weights_init(m: nn.Module) -> None:
+    """The tutorial's N(0, 0.02) conv and N(1, 0.02) BatchNorm initialisation."""
+    if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def run_tutorial(images: Tensor, seed: int, budget_s: float, every_s: float, batch: int = 128):
+    """The tutorial's loop for ``budget_s`` seconds; its generator and snapshots."""
+    torch.manual_seed(seed)
+    g, d = TutorialG(), TutorialD()
+    g.apply(weights_init)
+    d.apply(weights_init)
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+    taken, step, start, mark = [], 0, time.perf_counter(), every_s
+    while (elapsed := time.perf_counter() - start) < budget_s:
+        for idx in torch.randperm(len(images)).split(batch):
+            real = images[idx]
+            d.zero_grad()
+            err_real = bce(d(real).view(-1), torch.ones(len(real)))
+            err_real.backward()
+            fake = g(torch.randn(len(real), 100, 1, 1))
+            err_fake = bce(d(fake.detach()).view(-1), torch.zeros(len(real)))
+            err_fake.backward()
+            opt_d.step()
+            g.zero_grad()
+            bce(d(fake).view(-1), torch.ones(len(real))).backward()
+            opt_g.step()
+            step += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= mark:
+                taken.append((elapsed, step, copy.deepcopy(g.state_dict())))
+                mark += every_s
+            if elapsed >= budget_s:
+                break
+    taken.append((elapsed, step, copy.deepcopy(g.state_dict())))
+    return g, taken
+
+
+def score(evaluator, sample, device: torch.device) -> dict[str, float]:
+    values = evaluator.evaluate(sample, device=device)
+    return {k: values[k] for k in ("fid", "is", "modes", "kl_uniform")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.5, help="training budget per run")
+    parser.add_argument("--every", type=float, default=60.0, help="seconds between snapshots")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", nargs="*", default=["new", "old", "tutorial"])
+    parser.add_argument(
+        "--variant", action="append", default=[], help="name=override,override (on top of new)"
+    )
+    parser.add_argument("--samples", type=int, default=10_000, help="samples per score")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
+    args = parser.parse_args()
+    quiet_run(args.threads)
+    extra = dict(v.split("=", 1) for v in args.variant)
+    variants = {"new": [], "old": OLD_DEFAULT} | {k: v.split(",") for k, v in extra.items()}
+    names = [*args.variants, *extra]
+    budget, device = args.minutes * 60, torch.device("cpu")
+
+    data = MNIST5kDataModule(image_size=32, in_memory=True)
+    data.setup("fit")
+    cache = ROOT / ".cache" / "ganforge" / "real_stats"  # the default run's cache
+    evaluator = make_evaluator(data, num_samples=args.samples, cache_dir=str(cache))
+    images, _ = data.real_images("train")
+
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for name in names:
+            out = ROOT / "outputs" / "benchmarks" / "quality" / f"{name}-seed{seed}"
+            if name == "tutorial":
+                g, taken = run_tutorial(images, seed, budget, args.every)
+                g.eval()
+
+                def sample(n: int, gen: torch.Generator, g: nn.Module = g) -> Tensor:
+                    with torch.no_grad():
+                        return g(torch.randn(n, 100, 1, 1, generator=gen))
+
+            else:
+                module, taken = run_ganforge(variants[name], seed, budget, args.every, out)
+
+                def sample(n: int, gen: torch.Generator, module=module) -> Tensor:
+                    return module.sample(n, generator=gen)[0]
+
+            for elapsed, step, state in taken:
+                if name == "tutorial":
+                    g.load_state_dict(state)
+                else:
+                    module.load_state_dict(state)
+                row = {"variant": name, "seed": seed, "train_s": elapsed, "g_step": step}
+                rows.append(row | score(evaluator, sample, device))
+                print_table(rows[-1:], list(rows[-1]))
+    print_table(rows, ["variant", "seed", "train_s", "g_step", "fid", "is", "modes", "kl_uniform"])
+    write_json(
+        args.out,
+        {
+            "minutes": args.minutes,
+            "samples": args.samples,
+            "variants": {n: variants.get(n, "plain PyTorch") for n in names},
+            "rows": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
