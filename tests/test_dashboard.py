@@ -120,7 +120,7 @@ def test_wandb_summary_keeps_best_metrics_and_the_best_checkpoint(wandb_run) -> 
 def test_learning_rates_and_axes_reach_every_logger(wandb_run) -> None:
     run, _ = wandb_run
     summary = leet_summary(only_run(run))["summary"]
-    assert summary["lr/g"] == pytest.approx(2e-4) and summary["lr/d"] == pytest.approx(2e-4)
+    assert summary["lr/g"] == pytest.approx(8e-4) and summary["lr/d"] == pytest.approx(8e-4)
     rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
     logged = {k for r in rows for k, v in r.items() if v}
     assert {"train/g_step", "train/kimg", "lr/g", "lr/d", "metrics/is_std"} <= logged

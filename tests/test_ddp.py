@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.build import build_module, load_module
@@ -97,7 +98,7 @@ def test_start_line_states_devices_processes_strategy_precision_and_batches(make
 
 def test_ema_copy_is_neither_trainable_nor_synced_by_ddp(make_cfg, tmp_path: Path) -> None:
     module = build_module(make_cfg(*DCGAN_TINY, "model.ema_decay=0.999"))
-    pickle.dumps(module)  # spawn pickles it for every rank (the EMA update too)
+    pickle.dumps(module)  # spawn pickles it for every rank (the EMA copy too)
     ema = list(module.g_ema.parameters())
     assert ema and not any(p.requires_grad for p in ema)
     nets = sum(p.numel() for n in (module.generator, module.discriminator) for p in n.parameters())
@@ -115,18 +116,30 @@ def test_ema_copy_is_neither_trainable_nor_synced_by_ddp(make_cfg, tmp_path: Pat
     assert synced == {id(p) for p in module.parameters() if p.requires_grad}
 
 
-def test_ema_update_is_torchs_and_pickles() -> None:
-    from torch.optim.swa_utils import get_ema_multi_avg_fn
+def test_ema_update_is_torchs_averaged_model_update() -> None:
+    """ganforge's sync-free update gives what ``AveragedModel(multi_avg_fn=ema)`` gives for
+    every float tensor, BatchNorm statistics included; integer counters are G's own (torch
+    averages them and truncates)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from ganforge.ema import EMAUpdate
+    from ganforge.ema import ema_update
 
-    current = [torch.randn(3, 4), torch.randn(5)]
-    ours, theirs = [torch.zeros(3, 4), torch.ones(5)], [torch.zeros(3, 4), torch.ones(5)]
-    update = pickle.loads(pickle.dumps(EMAUpdate(0.9)))
-    update(ours, current, torch.tensor(1))
-    get_ema_multi_avg_fn(0.9)(theirs, current, torch.tensor(1))
-    torch.testing.assert_close(ours, theirs)
-    assert not torch.equal(ours[0], torch.zeros(3, 4))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ours = AveragedModel(net, use_buffers=True)
+    theirs = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for step in range(3):
+        net(torch.randn(8, 3))  # moves the BatchNorm statistics
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        ema_update(ours, net, 0.9, first=step == 0)
+        theirs.update_parameters(net)
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        if a.is_floating_point():
+            torch.testing.assert_close(a, b, msg=name)
+    assert ours.module[1].num_batches_tracked == net[1].num_batches_tracked == 3
+    assert ours.n_averaged == 3
+    assert not torch.equal(ours.module[0].weight, net[0].weight)  # an average, not a copy
 
 
 # ------------------------------------------------------------------ 2 processes

@@ -75,7 +75,7 @@ def test_sampler_is_the_average_with_standing_stats_recomputed_after_each_update
 
 def test_a_fixed_decay_replaces_the_ramped_half_life() -> None:
     module = dcgan_module(ema_kimg=10, ema_decay=0.9)
-    assert module.ema_kimg is None and module.g_ema.multi_avg_fn.decay == 0.9
+    assert module.ema_kimg is None and module.ema_decay == 0.9
 
 
 def w1(samples: torch.Tensor, mean: float, std: float) -> float:

@@ -33,7 +33,7 @@ def test_resume_trains_with_the_new_learning_rate_and_says_so(tmp_path: Path, ca
     train(cfg)
     last = first / "checkpoints" / "last.ckpt"
     groups, _ = _optimizer_state(last)
-    assert {g["lr"] for g in groups} == {2e-4}
+    assert {g["lr"] for g in groups} == {8e-4}  # the DCGAN default
 
     second = tmp_path / "second"
     cfg = compose_config(
@@ -85,8 +85,8 @@ def test_issue_resume_with_a_huge_learning_rate_diverges_at_once(tmp_path: Path)
         ]
     )
     output = resumed.stdout + resumed.stderr
-    assert "model.optimizer_d.lr changed from 0.0002 to 1e+30" in output
-    assert "model.optimizer_g.lr changed from 0.0002 to 1e+30" in output
+    assert "model.optimizer_d.lr changed from 0.0008 to 1e+30" in output
+    assert "model.optimizer_g.lr changed from 0.0008 to 1e+30" in output
     assert resumed.returncode == 1
     assert "error: training diverged at generator step 3" in resumed.stderr
     assert "Traceback" not in resumed.stderr

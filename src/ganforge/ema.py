@@ -1,9 +1,9 @@
 """The generator's exponential moving average (EMA): the update, its ramp-up, and standing
 BatchNorm statistics for the averaged weights.
 
-- :class:`EMAUpdate` is ``torch.optim.swa_utils.get_ema_multi_avg_fn`` as a class instance:
-  the spawn launcher of a multi-process run cannot pickle torch's closure, and the decay must be
-  settable per step for the ramp-up.
+- :func:`ema_update` is ``AveragedModel.update_parameters`` with an EMA: torch's version reads
+  ``n_averaged`` back to the host at every update (a GPU sync per step), and its averaging
+  function is a closure that the spawn launcher of a multi-process run cannot pickle.
 - :func:`ema_beta` is StyleGAN2-ADA's schedule (``ema_kimg`` / ``ema_rampup`` in its
   ``training_loop.py``): the average's half-life is given in images and grows with the images
   seen, so a short run is not dominated by its first, near-random weights.
@@ -19,22 +19,30 @@ import copy
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim.swa_utils import AveragedModel
 
 
-class EMAUpdate:
-    """``ema = decay * ema + (1 - decay) * current`` for lists of tensors, as an
-    ``AveragedModel(multi_avg_fn=...)``; ``decay`` may be changed between updates."""
+@torch.no_grad()
+def ema_update(averaged: AveragedModel, current: nn.Module, decay: float, first: bool) -> None:
+    """``averaged = decay * averaged + (1 - decay) * current`` for the parameters (and, with
+    ``use_buffers``, the buffers) of ``averaged.module``; ``first`` copies ``current``.
 
-    def __init__(self, decay: float):
-        self.decay = decay
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are copied. Nothing is read back to
+    the host, so a GPU step stays free of synchronisation.
+    """
 
-    @torch.no_grad()
-    def __call__(self, ema: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
-        if torch.is_floating_point(ema[0]) or torch.is_complex(ema[0]):
-            torch._foreach_lerp_(ema, current, 1 - self.decay)
-        else:  # foreach lerp handles float and complex tensors only
-            for e, c in zip(ema, current, strict=True):
-                e.copy_(e * self.decay + c * (1 - self.decay))
+    def tensors(net: nn.Module) -> list[Tensor]:
+        return [*net.parameters(), *(net.buffers() if averaged.use_buffers else ())]
+
+    pairs = list(zip(tensors(averaged.module), tensors(current), strict=True))
+    floats = [(a, c.detach()) for a, c in pairs if a.is_floating_point()]
+    if floats:
+        mine, theirs = map(list, zip(*floats, strict=True))
+        torch._foreach_lerp_(mine, theirs, 1.0 if first else 1.0 - decay)
+    for a, c in pairs:
+        if not a.is_floating_point():
+            a.copy_(c)
+    averaged.n_averaged += 1
 
 
 def ema_beta(

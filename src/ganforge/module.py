@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel
 
-from ganforge.ema import EMAUpdate, ema_beta, has_batchnorm, standing_stats
+from ganforge.ema import ema_beta, ema_update, has_batchnorm, standing_stats
 from ganforge.fast_path import FastPath, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
 from ganforge.nets.base import split_output
@@ -127,12 +127,8 @@ class GANModule(L.LightningModule):
         for net in (generator, discriminator):
             self.fast_path.prepare(net)  # before the EMA copy, so it shares the memory format
         self.ema_kimg = None if ema_decay else ema_kimg  # a fixed decay replaces the ramp
-        self.ema_rampup = ema_rampup
-        self.g_ema = (
-            AveragedModel(generator, multi_avg_fn=EMAUpdate(ema_decay or 0.0), use_buffers=True)
-            if ema_decay or ema_kimg
-            else None
-        )
+        self.ema_decay, self.ema_rampup = ema_decay, ema_rampup
+        self.g_ema = AveragedModel(generator, use_buffers=True) if ema_decay or ema_kimg else None
         if self.g_ema is not None:  # a copy, not a network: DDP must not all-reduce it
             self.g_ema.requires_grad_(False)
         self.ema_standing_stats = ema_standing_stats and has_batchnorm(generator)
@@ -310,11 +306,12 @@ class GANModule(L.LightningModule):
         return {"loss/g": loss.detach(), "grad_norm/g": norm}
 
     def _update_ema(self, batch: int) -> None:
+        step = self.g_step  # generator iterations done, this one included
+        decay = self.ema_decay
         if self.ema_kimg:
             batch *= self.trainer.world_size if self._trainer else 1
-            beta = ema_beta(batch, self.g_step * batch, self.ema_kimg, self.ema_rampup)
-            self.g_ema.multi_avg_fn.decay = beta
-        self.g_ema.update_parameters(self.generator)
+            decay = ema_beta(batch, step * batch, self.ema_kimg, self.ema_rampup)
+        ema_update(self.g_ema, self.generator, decay, first=step <= 1)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch
