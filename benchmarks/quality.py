@@ -7,7 +7,7 @@ feature space, the training split's real statistics.
 
 Variants:
 - ``new``: ``conf/`` as it is (the README's default command);
-- ``old``: the default before issue 18 (no EMA; the overrides in :data:`OLD_DEFAULT`);
+- ``old``: the default before issue 18 (widths 64, lr 2e-4, no EMA: :data:`OLD_DEFAULT`);
 - ``tutorial``: the PyTorch DCGAN tutorial loop (its networks scaled to 32x32, BCE, Adam 2e-4
   beta1 0.5, batch 128) written out below in plain PyTorch, on the same training digits;
 - any ``name=override,override`` given with ``--variant``, on top of ``new``.
@@ -40,7 +40,14 @@ from ganforge.metrics import make_evaluator
 from ganforge.run import train
 
 #: overrides that turn today's conf/ back into the default before issue 18
-OLD_DEFAULT = ["model.ema_kimg=null"]
+OLD_DEFAULT = [
+    "model.ema_kimg=null",
+    "model.generator.base_width=64",
+    "model.discriminator.base_width=64",
+    "model.optimizer_g.lr=2e-4",
+    "model.optimizer_d.lr=2e-4",
+    "callbacks.metrics.every_n_epochs=5",
+]
 
 
 class Snapshots(L.Callback):
@@ -172,6 +179,30 @@ def score(evaluator, sample, device: torch.device) -> dict[str, float]:
     return {k: values[k] for k in ("fid", "is", "modes", "kl_uniform")}
 
 
+def figure(rows: list[dict[str, Any]], path: Path) -> None:
+    """FID and IS over training time, one line per variant and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    runs = dict.fromkeys((r["variant"], r["seed"]) for r in rows)
+    for variant, seed in runs:
+        mine = [r for r in rows if r["variant"] == variant and r["seed"] == seed]
+        minutes = [r["train_s"] / 60 for r in mine]
+        for ax, key in zip(axes, ("fid", "is"), strict=True):
+            ax.plot(minutes, [r[key] for r in mine], marker="o", label=f"{variant} (seed {seed})")
+    axes[0].set(xlabel="training time (min)", ylabel="FID (digits space)", yscale="log")
+    axes[1].set(xlabel="training time (min)", ylabel="Inception Score (digits)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.5, help="training budget per run")
@@ -184,6 +215,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000, help="samples per score")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
+    parser.add_argument("--figure", type=Path, default=None, help="write FID/IS curves (PNG)")
     args = parser.parse_args()
     quiet_run(args.threads)
     extra = dict(v.split("=", 1) for v in args.variant)
@@ -224,6 +256,8 @@ def main() -> None:
                 rows.append(row | score(evaluator, sample, device))
                 print_table(rows[-1:], list(rows[-1]))
     print_table(rows, ["variant", "seed", "train_s", "g_step", "fid", "is", "modes", "kl_uniform"])
+    if args.figure:
+        figure(rows, args.figure)
     write_json(
         args.out,
         {
