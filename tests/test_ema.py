@@ -8,9 +8,12 @@ import torch
 from torch import nn
 
 from ganforge.ema import ema_beta, standing_stats
+from ganforge.errors import GanforgeError
 from ganforge.losses import NonSaturatingLoss
 from ganforge.module import GANModule
 from ganforge.nets import DCGANGenerator, VectorDiscriminator, VectorGenerator
+from ganforge.run import train
+from tests.conftest import QUIET_RUN, TINY_DCGAN, compose_config
 from tests.test_module import PointData, adam, fit
 
 
@@ -106,3 +109,18 @@ def test_a_short_run_with_the_ramped_ema_is_not_worse_than_without() -> None:
     assert plain < 0.3, f"the generator itself did not learn N(3, 0.5): W1 {plain:.3f}"
     assert averaged <= plain * 1.1 + 0.01, (averaged, plain)
     assert stale > 3 * averaged, (stale, averaged)
+
+
+def test_resuming_with_the_ema_switched_on_names_the_setting(tmp_path) -> None:
+    """A checkpoint made without the EMA (before it was a default) is refused in one line that
+    names model.ema_kimg, the override that resumes it."""
+    common = [*TINY_DCGAN, *QUIET_RUN, "logger=csv"]
+    out = tmp_path / "run"
+    train(compose_config([*common, "max_g_steps=2", "model.ema_kimg=null"], out))
+    last = out / "checkpoints" / "last.ckpt"
+    with pytest.raises(GanforgeError, match=r"model\.ema_kimg: None -> 10"):
+        train(compose_config([*common, "max_g_steps=3", f"ckpt_path={last}"], out))
+    train(
+        compose_config([*common, "max_g_steps=3", "model.ema_kimg=null", f"ckpt_path={last}"], out)
+    )
+    assert torch.load(last, weights_only=False)["global_step"] == 6
