@@ -130,3 +130,17 @@ def test_fixed_noise_is_a_checkpointed_buffer() -> None:
     module = point_gan()
     assert "fixed_noise" in module.state_dict()
     assert torch.equal(point_gan().fixed_noise, module.fixed_noise)
+
+
+def test_adam_betas_written_with_an_int_train() -> None:
+    """``model.optimizer_g.betas=[0,0.99]`` reaches Adam as floats (torch refuses int and
+    float mixed): the optimizer is built and steps."""
+    from functools import partial
+
+    from omegaconf import OmegaConf
+
+    module = point_gan()
+    betas = OmegaConf.create({"betas": [0, 0.99]}).betas  # as Hydra passes a CLI list
+    module.optimizer_g = partial(torch.optim.Adam, lr=1e-3, betas=betas)
+    trainer = fit(module, PointData(0.0, 1.0, n=256), max_steps=4)
+    assert trainer.optimizers[1].param_groups[0]["betas"] == (0.0, 0.99)

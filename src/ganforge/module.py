@@ -33,6 +33,13 @@ SchedulerFactory = Callable[[Optimizer], Any]
 G_OBJECTIVES = ("adversarial", "feature_matching")
 
 
+def float_betas(factory: Callable[..., Optimizer]) -> dict[str, tuple[float, ...]]:
+    """``betas`` as floats: YAML and the command line read ``betas=[0,0.99]`` with an int,
+    which torch's Adam refuses ("betas must be either both floats or both Tensors")."""
+    betas = getattr(factory, "keywords", {}).get("betas")
+    return {} if betas is None else {"betas": tuple(float(b) for b in betas)}
+
+
 class GANModule(L.LightningModule):
     """A generator and a discriminator trained against each other under a :class:`GANLoss`.
 
@@ -206,6 +213,8 @@ class GANModule(L.LightningModule):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None) is not None
         extra_d = self.fast_path.optimizer_kwargs(self.optimizer_d, self.device, scaler)
         extra_g = self.fast_path.optimizer_kwargs(self.optimizer_g, self.device, scaler)
+        extra_d |= float_betas(self.optimizer_d)
+        extra_g |= float_betas(self.optimizer_g)
         opt_d = self.optimizer_d(self.discriminator.parameters(), **extra_d)
         opt_g = self.optimizer_g(self.generator.parameters(), **extra_g)
         optimizers = [opt_d, opt_g]
