@@ -19,12 +19,16 @@ with ``trainer.max_time`` as the budget and no epoch limit.
     python benchmarks/quality.py                                 # new, old, tutorial; seed 0
     python benchmarks/quality.py --seeds 0 1 2 --minutes 5.5
     python benchmarks/quality.py --variants new --variant lr4=model.optimizer_g.lr=4e-4
+    python benchmarks/quality.py --steps 3966 --every 1e9 --variant \
+        "betas=model.optimizer_g.betas=[0,0.99] model.optimizer_d.betas=[0,0.99]"
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -51,14 +55,15 @@ OLD_DEFAULT = [
 
 
 class Snapshots(L.Callback):
-    """Copies of the module's generator weights (and EMA) at ``every_s`` seconds of training.
+    """Copies of the module's generator weights (and EMA) at ``every_s`` seconds of training,
+    and the stop after ``stop_step`` generator steps when a step budget is given.
 
     The clock starts when training starts (after data loading and the real statistics), as
     Lightning's ``max_time`` does. Copying a few MB of weights takes milliseconds.
     """
 
-    def __init__(self, every_s: float):
-        self.every_s = every_s
+    def __init__(self, every_s: float, stop_step: int | None = None):
+        self.every_s, self.stop_step = every_s, stop_step
         self.module: L.LightningModule | None = None
         self.taken: list[tuple[float, int, dict[str, Tensor]]] = []
         Snapshots.last = self
@@ -72,23 +77,35 @@ class Snapshots(L.Callback):
         if self.elapsed >= self.next:
             self._take(self.elapsed, pl_module)
             self.next += self.every_s
+        if self.stop_step is not None and pl_module.g_step >= self.stop_step:
+            trainer.should_stop = True
 
     def on_train_end(self, trainer, pl_module) -> None:
         # at the last step's end: the end-of-run evaluations of other callbacks are not training
-        self._take(self.elapsed, pl_module)
+        if not self.taken or self.taken[-1][1] != pl_module.g_step:
+            self._take(self.elapsed, pl_module)
 
     def _take(self, elapsed: float, pl_module) -> None:
         state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
         self.taken.append((elapsed, pl_module.g_step, state))
 
 
-def run_ganforge(overrides: list[str], seed: int, budget_s: float, every_s: float, out: Path):
-    """Train one ganforge variant; return the module and its snapshots."""
+def run_ganforge(
+    overrides: list[str], seed: int, budget_s: float, every_s: float, out: Path, steps: int | None
+):
+    """Train one ganforge variant for ``budget_s`` seconds, or ``steps`` generator steps when
+    given; return the module and its snapshots."""
     cfg = compose_config([*overrides, f"seed={seed}", "trainer.max_epochs=-1"], out)
     with open_dict(cfg):
         s = round(budget_s)
-        cfg.trainer.max_time = f"00:{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-        cfg.callbacks.snapshots = {"_target_": f"{__name__}.Snapshots", "every_s": every_s}
+        cfg.trainer.max_time = (
+            f"{s // 86400:02d}:{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+        )
+        cfg.callbacks.snapshots = {
+            "_target_": f"{__name__}.Snapshots",
+            "every_s": every_s,
+            "stop_step": steps,
+        }
     train(cfg)
     snaps = Snapshots.last
     return snaps.module, snaps.taken
@@ -140,8 +157,11 @@ def weights_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def run_tutorial(images: Tensor, seed: int, budget_s: float, every_s: float, batch: int = 128):
-    """The tutorial's loop for ``budget_s`` seconds; its generator and snapshots."""
+def run_tutorial(
+    images: Tensor, seed: int, budget_s: float, every_s: float, steps: float, batch: int = 128
+):
+    """The tutorial's loop for ``budget_s`` seconds or ``steps`` steps; its generator and
+    snapshots."""
     torch.manual_seed(seed)
     g, d = TutorialG(), TutorialD()
     g.apply(weights_init)
@@ -168,9 +188,12 @@ def run_tutorial(images: Tensor, seed: int, budget_s: float, every_s: float, bat
             if elapsed >= mark:
                 taken.append((elapsed, step, copy.deepcopy(g.state_dict())))
                 mark += every_s
-            if elapsed >= budget_s:
+            if elapsed >= budget_s or step >= steps:
                 break
-    taken.append((elapsed, step, copy.deepcopy(g.state_dict())))
+        if step >= steps:
+            break
+    if not taken or taken[-1][1] != step:
+        taken.append((elapsed, step, copy.deepcopy(g.state_dict())))
     return g, taken
 
 
@@ -207,10 +230,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.5, help="training budget per run")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between snapshots")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train each run for this many generator steps instead of --minutes (for levers "
+        "that leave the cost of a step unchanged, the same wall time on an idle CPU, while "
+        "runs may share the CPU)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--variants", nargs="*", default=["new", "old", "tutorial"])
     parser.add_argument(
-        "--variant", action="append", default=[], help="name=override,override (on top of new)"
+        "--variant",
+        action="append",
+        default=[],
+        help="'name=override override' (space-separated Hydra overrides, on top of new)",
     )
     parser.add_argument("--samples", type=int, default=10_000, help="samples per score")
     parser.add_argument("--threads", type=int, default=None)
@@ -219,9 +253,10 @@ def main() -> None:
     args = parser.parse_args()
     quiet_run(args.threads)
     extra = dict(v.split("=", 1) for v in args.variant)
-    variants = {"new": [], "old": OLD_DEFAULT} | {k: v.split(",") for k, v in extra.items()}
+    variants = {"new": [], "old": OLD_DEFAULT} | {k: shlex.split(v) for k, v in extra.items()}
     names = [*args.variants, *extra]
-    budget, device = args.minutes * 60, torch.device("cpu")
+    budget = 24 * 3600.0 if args.steps else args.minutes * 60
+    steps, device = args.steps or math.inf, torch.device("cpu")
 
     data = MNIST5kDataModule(image_size=32, in_memory=True)
     data.setup("fit")
@@ -234,7 +269,7 @@ def main() -> None:
         for name in names:
             out = ROOT / "outputs" / "benchmarks" / "quality" / f"{name}-seed{seed}"
             if name == "tutorial":
-                g, taken = run_tutorial(images, seed, budget, args.every)
+                g, taken = run_tutorial(images, seed, budget, args.every, steps)
                 g.eval()
 
                 def sample(n: int, gen: torch.Generator, g: nn.Module = g) -> Tensor:
@@ -242,7 +277,9 @@ def main() -> None:
                         return g(torch.randn(n, 100, 1, 1, generator=gen))
 
             else:
-                module, taken = run_ganforge(variants[name], seed, budget, args.every, out)
+                module, taken = run_ganforge(
+                    variants[name], seed, budget, args.every, out, args.steps
+                )
 
                 def sample(n: int, gen: torch.Generator, module=module) -> Tensor:
                     return module.sample(n, generator=gen)[0]
@@ -261,7 +298,8 @@ def main() -> None:
     write_json(
         args.out,
         {
-            "minutes": args.minutes,
+            "minutes": None if args.steps else args.minutes,
+            "steps": args.steps,
             "samples": args.samples,
             "variants": {n: variants.get(n, "plain PyTorch") for n in names},
             "rows": rows,

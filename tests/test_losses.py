@@ -201,3 +201,18 @@ def test_label_smoothing_is_refused_where_it_would_do_nothing():
         HingeLoss(label_smoothing=0.1)
     with pytest.raises(ValueError, match="LSGANLoss"):
         LSGANLoss(label_smoothing=0.1)
+
+
+def test_lazy_r1_applies_the_scaled_penalty_every_r1_every_d_updates():
+    torch.manual_seed(4)
+    w = torch.randn(1, 4, 4, dtype=torch.float64)
+    real = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    plain = NonSaturatingLoss(r1_gamma=10.0).penalty(linear_critic(w), real, real).item()
+    lazy = NonSaturatingLoss(r1_gamma=10.0, r1_every=4)
+    values = [lazy.penalty(linear_critic(w), real, real, step) for step in range(8)]
+    assert [v is not None for v in values] == [True, False, False, False] * 2
+    assert values[4].item() == pytest.approx(4 * plain)  # the same penalty on average
+    both = WGANGPLoss(r1_gamma=2.0, r1_every=2).penalty(linear_critic(w), real, real, 1)
+    assert both.item() == pytest.approx(10.0 * (w.norm().item() - 1) ** 2)  # GP only
+    with pytest.raises(ValueError, match=r"loss\.r1_every must be >= 1"):
+        NonSaturatingLoss(r1_every=0)

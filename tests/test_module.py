@@ -144,3 +144,17 @@ def test_adam_betas_written_with_an_int_train() -> None:
     module.optimizer_g = partial(torch.optim.Adam, lr=1e-3, betas=betas)
     trainer = fit(module, PointData(0.0, 1.0, n=256), max_steps=4)
     assert trainer.optimizers[1].param_groups[0]["betas"] == (0.0, 0.99)
+
+
+def test_the_penalty_sees_the_count_of_discriminator_updates() -> None:
+    """Lazy R1 counts D updates: with n_critic=2, three generator steps are D updates 0..5."""
+    seen: list[int] = []
+
+    class Recording(NonSaturatingLoss):
+        def penalty(self, critic, real, fake, step=0):
+            seen.append(step)
+            return super().penalty(critic, real, fake, step)
+
+    module = point_gan(Recording(n_critic=2, r1_gamma=1.0, r1_every=2))
+    fit(module, PointData(0.0, 1.0, n=512, k=2), max_steps=9)
+    assert seen == [0, 1, 2, 3, 4, 5]

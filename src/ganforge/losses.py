@@ -62,6 +62,9 @@ class GANLoss(nn.Module):
         n_critic: discriminator updates per generator update.
         r1_gamma: weight of the R1 penalty on real data (0 turns it off); the penalty enters
             the discriminator loss as ``r1_gamma / 2 * R1``.
+        r1_every: lazy R1 (Karras et al. 2020, StyleGAN2): the penalty only on every
+            ``r1_every``-th D update, weighted by ``r1_every`` so its average is unchanged;
+            1 is plain R1 on every update.
         label_smoothing: one-sided label smoothing (Salimans et al. 2016): the target for real
             samples becomes ``1 - label_smoothing``; only the probabilistic losses use it.
     """
@@ -69,10 +72,20 @@ class GANLoss(nn.Module):
     #: whether the discriminator outputs are logits of P(real), so sigmoid gives D(x).
     probabilistic: bool = True
 
-    def __init__(self, n_critic: int = 1, r1_gamma: float = 0.0, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        n_critic: int = 1,
+        r1_gamma: float = 0.0,
+        label_smoothing: float = 0.0,
+        r1_every: int = 1,
+    ):
         super().__init__()
         if n_critic < 1:
             raise ValueError(f"loss.n_critic must be >= 1, got {n_critic}")
+        if r1_every < 1:
+            raise ValueError(
+                f"loss.r1_every must be >= 1 (1 = R1 on every D update), got {r1_every}"
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
         if label_smoothing and not self.probabilistic:
@@ -82,7 +95,7 @@ class GANLoss(nn.Module):
                 "or set it to 0"
             )
         self.n_critic = n_critic
-        self.r1_gamma = r1_gamma
+        self.r1_gamma, self.r1_every = r1_gamma, r1_every
         self.label_smoothing = label_smoothing
 
     @property
@@ -98,10 +111,11 @@ class GANLoss(nn.Module):
         """Generator loss from D's raw outputs on generated samples."""
         raise NotImplementedError
 
-    def penalty(self, critic: Critic, real: Tensor, fake: Tensor) -> Tensor | None:
-        """Regulariser added to the D loss, or None when the variant has none."""
-        if self.r1_gamma > 0:
-            return 0.5 * self.r1_gamma * r1_penalty(critic, real)
+    def penalty(self, critic: Critic, real: Tensor, fake: Tensor, step: int = 0) -> Tensor | None:
+        """Regulariser added to the D loss of D update number ``step`` (counted from 0), or
+        None when there is none at this update."""
+        if self.r1_gamma > 0 and step % self.r1_every == 0:
+            return 0.5 * self.r1_gamma * self.r1_every * r1_penalty(critic, real)
         return None
 
     def after_d_step(self, discriminator: nn.Module) -> None:
@@ -191,9 +205,9 @@ class WGANGPLoss(WGANLoss):
     def needs_penalty(self) -> bool:
         return True
 
-    def penalty(self, critic: Critic, real: Tensor, fake: Tensor) -> Tensor | None:
+    def penalty(self, critic: Critic, real: Tensor, fake: Tensor, step: int = 0) -> Tensor | None:
         gp = self.gp_weight * gradient_penalty(critic, real, fake)
-        r1 = super().penalty(critic, real, fake)
+        r1 = super().penalty(critic, real, fake, step)
         return gp if r1 is None else gp + r1
 
 

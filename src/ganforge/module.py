@@ -201,6 +201,11 @@ class GANModule(L.LightningModule):
         """Generator iterations so far (the loggers' step axis)."""
         return self.trainer.global_step // (self.loss.n_critic + 1) if self._trainer else 0
 
+    @property
+    def d_step(self) -> int:
+        """Discriminator updates so far (lazy R1 counts them)."""
+        return self.trainer.global_step - self.g_step if self._trainer else 0
+
     # ------------------------------------------------------------------ training
     def configure_model(self) -> None:
         """Compile G and D (when ``fast_path.compile`` is on) in each process, after the ranks
@@ -270,7 +275,7 @@ class GANModule(L.LightningModule):
             real_out, real_cls = split_output(self.discriminator(real_in, y))
             fake_out, fake_cls = split_output(self.discriminator(fake_in, y))
             loss = self.loss.d_loss(real_out, fake_out)
-            penalty = self.loss.penalty(self._critic(y), real_in, fake_in)
+            penalty = self.loss.penalty(self._critic(y), real_in, fake_in, self.d_step)
             if penalty is not None:
                 loss = loss + penalty
             if real_cls is not None:

@@ -150,12 +150,14 @@ def unrolled_discriminator(
     def call(ws: Sequence[Tensor], x: Tensor, labels: Tensor | None) -> Any:
         return functional_call(d, ({**dict(zip(names, ws, strict=True)), **buffers}), (x, labels))
 
-    for _ in range(steps):
+    for k in range(steps):
         real_in, fake_in = module._d_input(real), module._d_input(fake_d)
         real_out, real_cls = _split(call(weights, real_in, y))
         fake_out, fake_cls = _split(call(weights, fake_in, y))
         loss = loss_fn.d_loss(real_out, fake_out)
-        penalty = loss_fn.penalty(lambda x, ws=weights: _split(call(ws, x, y))[0], real_in, fake_in)
+        penalty = loss_fn.penalty(
+            lambda x, ws=weights: _split(call(ws, x, y))[0], real_in, fake_in, module.d_step + k
+        )
         if penalty is not None:
             loss = loss + penalty
         if real_cls is not None:
