@@ -158,3 +158,18 @@ def test_the_penalty_sees_the_count_of_discriminator_updates() -> None:
     module = point_gan(Recording(n_critic=2, r1_gamma=1.0, r1_every=2))
     fit(module, PointData(0.0, 1.0, n=512, k=2), max_steps=9)
     assert seen == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("log_steps", [True, False])
+def test_log_steps_false_skips_lightnings_step_logging(log_steps: bool) -> None:
+    module = point_gan()
+    module.log_steps = log_steps
+    outputs: list[dict] = []
+
+    class Outputs(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, out, batch, batch_idx) -> None:
+            outputs.append(out)
+
+    trainer = fit(module, PointData(0.0, 1.0, n=256), [Outputs()], max_steps=4)
+    assert ("loss/g" in trainer.callback_metrics) is log_steps
+    assert len(outputs) == 2 and all("loss/g" in o and "grad_norm/d" in o for o in outputs)

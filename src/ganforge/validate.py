@@ -90,11 +90,13 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "model.discriminator.pack": POSITIVE_INT,
     "model.unrolled_steps": NON_NEGATIVE_INT,
     "model.unrolled_second_order": BOOL,
+    "model.log_steps": BOOL,
     "model.g_objective": (
         Literal["adversarial", "feature_matching"],
         "adversarial or feature_matching",
     ),
     "loss.n_critic": POSITIVE_INT,
+    "loss.r1_every": POSITIVE_INT,
     "trainer.max_epochs": STEPS,
     "trainer.num_nodes": POSITIVE_INT,
     "trainer.devices": (
