@@ -312,3 +312,32 @@ def test_mode_collapse_study_runs_its_jobs_in_two_processes(tmp_path: Path) -> N
     study = (out / "study.md").read_text()
     assert "| gan |" in study and "| pacgan2 |" in study and "PacGAN Table 1" in study
     assert (out / "samples.png").exists()
+
+
+def test_vanishing_gradients_study_shows_the_minimax_gradient_collapse(tmp_path: Path) -> None:
+    """The other study command, shrunk: D trained against the initial G grows confident, and
+    the minimax loss's gradient for G shrinks relative to the non-saturating one."""
+    out = tmp_path / "study"
+    result = run_cli(
+        [
+            "src/study.py",
+            "study=vanishing_gradients",
+            "study.checkpoints=[0]",
+            "study.d_steps=300",
+            "study.every=150",
+            "study.curve_steps=5",
+            f"hydra.run.dir={out}",
+        ],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        [float(c) for c in line.strip("|").split("|")]
+        for line in (out / "study.md").read_text().splitlines()
+        if line.startswith("| 0 |")
+    ]
+    assert [r[1] for r in rows] == [0, 150, 300]
+    d_fake, ratio = [r[2] for r in rows], [r[5] for r in rows]
+    assert d_fake[-1] < d_fake[0] / 2  # D grew confident against the fixed G
+    assert ratio[-1] < ratio[0] / 2  # minimax's gradient vanishes faster than non-saturating's
+    assert (out / "grad_norms.png").exists() and (out / "training_curves.png").exists()
