@@ -30,6 +30,7 @@ import copy
 import math
 import shlex
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,16 @@ def run_tutorial(
     return g, taken
 
 
+@torch.no_grad()
+def sample_generator(module, n: int, gen: torch.Generator) -> Tensor:
+    """``n`` samples of the module's generator itself (not its EMA), in eval mode."""
+    g = module.generator.eval()
+    try:
+        return g(torch.randn(n, module.latent_dim, generator=gen), None)
+    finally:
+        g.train()
+
+
 def score(evaluator, sample, device: torch.device) -> dict[str, float]:
     values = evaluator.evaluate(sample, device=device)
     return {k: values[k] for k in ("fid", "is", "modes", "kl_uniform")}
@@ -247,6 +258,12 @@ def main() -> None:
         help="'name=override override' (space-separated Hydra overrides, on top of new)",
     )
     parser.add_argument("--samples", type=int, default=10_000, help="samples per score")
+    parser.add_argument(
+        "--raw-g",
+        action="store_true",
+        help="also score each ganforge snapshot's generator itself (rows 'name:G'): EMA off at "
+        "the same cost, since the average does not change training",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     parser.add_argument("--figure", type=Path, default=None, help="write FID/IS curves (PNG)")
@@ -284,14 +301,18 @@ def main() -> None:
                 def sample(n: int, gen: torch.Generator, module=module) -> Tensor:
                     return module.sample(n, generator=gen)[0]
 
+            samplers = {name: sample}
+            if args.raw_g and name != "tutorial" and module.g_ema is not None:
+                samplers[f"{name}:G"] = partial(sample_generator, module)
             for elapsed, step, state in taken:
                 if name == "tutorial":
                     g.load_state_dict(state)
                 else:
                     module.load_state_dict(state)
-                row = {"variant": name, "seed": seed, "train_s": elapsed, "g_step": step}
-                rows.append(row | score(evaluator, sample, device))
-                print_table(rows[-1:], list(rows[-1]))
+                for label, draw in samplers.items():
+                    row = {"variant": label, "seed": seed, "train_s": elapsed, "g_step": step}
+                    rows.append(row | score(evaluator, draw, device))
+                    print_table(rows[-1:], list(rows[-1]))
     print_table(rows, ["variant", "seed", "train_s", "g_step", "fid", "is", "modes", "kl_uniform"])
     if args.figure:
         figure(rows, args.figure)
