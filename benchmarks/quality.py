@@ -19,6 +19,7 @@ with ``trainer.max_time`` as the budget and no epoch limit.
     python benchmarks/quality.py                                 # new, old, tutorial; seed 0
     python benchmarks/quality.py --seeds 0 1 2 --minutes 5.5
     python benchmarks/quality.py --variants new --variant lr4=model.optimizer_g.lr=4e-4
+    python benchmarks/quality.py --summarize benchmarks/results/quality_levers_*.json
     python benchmarks/quality.py --steps 3966 --every 1e9 --variant \
         "betas=model.optimizer_g.betas=[0,0.99] model.optimizer_d.betas=[0,0.99]"
 """
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import shlex
+import statistics
 import time
 from functools import partial
 from pathlib import Path
@@ -237,6 +240,20 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     print(f"wrote {path}")
 
 
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per variant, mean +- population std over seeds of each run's last snapshot."""
+    last = {(r["variant"], r["seed"]): r for r in rows}  # rows are in time order per run
+    out = []
+    for variant in dict.fromkeys(v for v, _ in last):
+        runs = [r for (v, _), r in last.items() if v == variant]
+        row: dict[str, Any] = {"variant": variant, "seeds": len(runs)}
+        for key in ("g_step", "fid", "is", "modes", "kl_uniform"):
+            values = [r[key] for r in runs]
+            row[key] = f"{statistics.fmean(values):.4g} ± {statistics.pstdev(values):.2g}"
+        out.append(row)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.5, help="training budget per run")
@@ -267,7 +284,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     parser.add_argument("--figure", type=Path, default=None, help="write FID/IS curves (PNG)")
+    parser.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="train nothing: print mean +- std over seeds of the last snapshots in these JSONs",
+    )
     args = parser.parse_args()
+    if args.summarize:
+        rows = [r for path in args.summarize for r in json.loads(path.read_text())["rows"]]
+        summarized = summary(rows)
+        print_table(summarized, list(summarized[0]))
+        return
     quiet_run(args.threads)
     extra = dict(v.split("=", 1) for v in args.variant)
     variants = {"new": [], "old": OLD_DEFAULT} | {k: shlex.split(v) for k, v in extra.items()}
@@ -314,6 +343,8 @@ def main() -> None:
                     rows.append(row | score(evaluator, draw, device))
                     print_table(rows[-1:], list(rows[-1]))
     print_table(rows, ["variant", "seed", "train_s", "g_step", "fid", "is", "modes", "kl_uniform"])
+    summarized = summary(rows)
+    print_table(summarized, list(summarized[0]))
     if args.figure:
         figure(rows, args.figure)
     write_json(
