@@ -309,6 +309,7 @@ def test_mode_collapse_study_runs_its_jobs_in_two_processes(tmp_path: Path) -> N
         ("pacgan2", "1", "COMPLETED"),
     ]
     assert all("model.discriminator.pack=2" in r["overrides"] for r in rows[2:])
+    assert all(0 <= float(r["high_quality_pct"]) <= 100 and not r["kl_uniform"] for r in rows)
     study = (out / "study.md").read_text()
     assert "| gan |" in study and "| pacgan2 |" in study and "PacGAN Table 1" in study
     assert (out / "samples.png").exists()

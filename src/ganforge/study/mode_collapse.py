@@ -69,7 +69,7 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
         out = metric.compute()
         return {
             "modes": int(out["modes_covered"]),
-            "second": 100 * float(out["high_quality"]),
+            "high_quality_pct": 100 * float(out["high_quality"]),
             "samples": samples,
         }
     from ganforge.metrics.digits import DigitFeatures
@@ -82,7 +82,7 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
         with torch.no_grad():
             coverage.update(classifier(images)[1])
     modes, kl = coverage.compute()
-    return {"modes": int(modes), "second": float(kl), "samples": None}
+    return {"modes": int(modes), "kl_uniform": float(kl), "samples": None}
 
 
 def run(cfg: DictConfig) -> Path:
@@ -206,7 +206,8 @@ def variants(study: DictConfig) -> dict[str, Any]:
 
 def write_results(rows: list[dict[str, Any]], out: Path) -> None:
     """One row per job in ``results.csv``."""
-    cols = ["data", "variant", "seed", "status", "modes", "second", "wall_s", "overrides"]
+    cols = ["data", "variant", "seed", "status", "modes", "high_quality_pct", "kl_uniform"]
+    cols += ["wall_s", "overrides"]
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
@@ -243,7 +244,8 @@ def table(rows: list[dict[str, Any]], study: DictConfig, header: dict[str, Any])
             ok = [r for r in rows if r["data"] == data and r["variant"] == name]
             done = [r for r in ok if r["status"] == "COMPLETED"]
             modes = _fmt([r["modes"] for r in done], 1)
-            sec = _fmt([r["second"] for r in done], 1 if mixture else 2)
+            key = "high_quality_pct" if mixture else "kl_uniform"
+            sec = _fmt([r[key] for r in done], 1 if mixture else 2)
             wall = _fmt([r["wall_s"] for r in done], 0).split(" ±")[0]
             lines.append(
                 f"| {name} | {modes} | {sec} | {len(done)}/{len(ok)} | {wall} | ganforge |"
