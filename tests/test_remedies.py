@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 from functools import partial
 from pathlib import Path
 
@@ -342,3 +343,32 @@ def test_vanishing_gradients_study_shows_the_minimax_gradient_collapse(tmp_path:
     assert d_fake[-1] < d_fake[0] / 2  # D grew confident against the fixed G
     assert ratio[-1] < ratio[0] / 2  # minimax's gradient vanishes faster than non-saturating's
     assert (out / "grad_norms.png").exists() and (out / "training_curves.png").exists()
+
+
+def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
+    """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits and
+    is scored by the digit classifier over the 1,000 triples (modes and KL to uniform)."""
+    out = tmp_path / "study"
+    result = run_cli(
+        [
+            "src/study.py",
+            "study=mode_collapse",
+            "study.datasets=[stacked_mnist]",
+            "study.only=[gan]",
+            "study.seeds=1",
+            "study.steps=2",
+            "study.workers=1",
+            "study.num_samples.stacked_mnist=2000",
+            "+study.data_overrides.stacked_mnist=['data.num_samples=2000','data.num_val=100']",
+            f"hydra.run.dir={out}",
+        ],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (out / "results.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["status"] == "COMPLETED", row["status"]
+    assert 1 <= int(row["modes"]) <= 1000 and 0 < float(row["kl_uniform"]) <= math.log(1000)
+    study = (out / "study.md").read_text()
+    assert "## stacked_mnist (2000 samples scored per run)" in study
+    assert "VEEGAN Table 2" in study and "PacGAN Table 3" in study

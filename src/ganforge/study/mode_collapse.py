@@ -27,7 +27,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ganforge.config import register_resolvers
+from ganforge.metrics.class_coverage import ClassCoverage
+from ganforge.metrics.digits import DigitFeatures
 from ganforge.metrics.toy import ModeCoverage
+from ganforge.pixels import to_uint8
 from ganforge.study.jobs import compose_train, fit, machine, mean_std
 
 log = logging.getLogger(__name__)
@@ -72,15 +75,12 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
             "high_quality_pct": 100 * float(out["high_quality"]),
             "samples": samples,
         }
-    from ganforge.metrics.digits import DigitFeatures
-    from ganforge.metrics.extra import ClassCoverage
-
     classifier = DigitFeatures(channels=3).to(job.module.device).eval()
     coverage = ClassCoverage(dm.num_classes).to(job.module.device)
     for start in range(0, num_samples, 1000):
         images = job.module.sample(min(1000, num_samples - start), generator=gen)[0]
         with torch.no_grad():
-            coverage.update(classifier(images)[1])
+            coverage.update(classifier(to_uint8(images))[1])  # as saved images, as eval.py
     modes, kl = coverage.compute()
     return {"modes": int(modes), "kl_uniform": float(kl), "samples": None}
 
