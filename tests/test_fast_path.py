@@ -130,6 +130,27 @@ def test_compile_failure_warns_and_falls_back_to_eager(make_cfg):
     assert all(abs(v) < float("inf") for s in steps.steps for v in s.values())
 
 
+@pytest.mark.parametrize(
+    "loss", [["loss.r1_gamma=1", "loss.r1_every=16"], ["loss=wgan_gp"]], ids=["lazy_r1", "wgan_gp"]
+)
+def test_gradient_penalties_train_with_a_compiled_discriminator(make_cfg, loss):
+    """AOTAutograd graphs have no double backward, which R1 (lazy R1 applies it on D step 0)
+    and WGAN-GP need: the penalty's D call runs eagerly while D's loss terms stay compiled."""
+    cfg = make_cfg(
+        *TINY,
+        *loss,
+        "model.fast_path.compile=true",
+        "+model.fast_path.compile_options.backend=aot_eager",
+    )
+    assert cfg.loss.r1_gamma > 0 or cfg.loss._target_.endswith("WGANGPLoss")
+    torch._dynamo.reset()
+    steps = StepOutputs()
+    module, _ = fit(cfg, 2, [steps])
+    assert is_compiled(module.generator) and is_compiled(module.discriminator)  # no fallback
+    assert len(steps.steps) == 2
+    assert all(math.isfinite(v) for s in steps.steps for v in s.values())
+
+
 def test_channels_last_gives_the_same_training_step(make_cfg):
     """One step from the same weights and data: NHWC and NCHW agree within float tolerance.
 

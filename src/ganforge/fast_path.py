@@ -36,7 +36,8 @@ class GuardedForward:
     def __init__(self, module: nn.Module, name: str, **options: Any):
         self.module = module
         self.name = name
-        self.compiled = torch.compile(module.forward, **options)
+        self.eager = module.forward
+        self.compiled = torch.compile(self.eager, **options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -57,6 +58,17 @@ def compile_guarded(module: nn.Module, name: str, **options: Any) -> nn.Module:
     """Compile ``module``'s forward in place (parameters and state_dict keys unchanged)."""
     module.forward = GuardedForward(module, name, **options)
     return module
+
+
+def eager_forward(module: nn.Module) -> Callable[..., Any]:
+    """``module``'s uncompiled forward, compiled or not.
+
+    Gradient penalties (R1, WGAN-GP) differentiate D's output twice, and graphs compiled
+    through AOTAutograd do not support double backward ("torch.compile with aot_autograd does
+    not currently support double backward"): the penalty's D call runs eagerly.
+    """
+    guarded = module.__dict__.get("forward")
+    return guarded.eager if isinstance(guarded, GuardedForward) else module
 
 
 def is_compiled(module: nn.Module) -> bool:

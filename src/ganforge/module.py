@@ -19,7 +19,7 @@ from torch.optim import Optimizer
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.ema import ema_beta, ema_update, has_batchnorm, standing_stats
-from ganforge.fast_path import FastPath, is_compiled
+from ganforge.fast_path import FastPath, eager_forward, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
 from ganforge.nets.base import split_output
 from ganforge.nets.features import capture_output
@@ -243,8 +243,10 @@ class GANModule(L.LightningModule):
         return x
 
     def _critic(self, y: Tensor | None) -> Callable[[Tensor], Tensor]:
-        """D's adversarial output as a function of its input, for gradient penalties."""
-        return lambda x: split_output(self.discriminator(x, y))[0]
+        """D's adversarial output as a function of its input, for gradient penalties (eager: a
+        compiled D does not support the penalty's double backward)."""
+        forward = eager_forward(self.discriminator)
+        return lambda x: split_output(forward(x, y))[0]
 
     def _labels(self, y: Tensor) -> Tensor | None:
         return y if self.num_classes else None
