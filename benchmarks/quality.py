@@ -7,7 +7,7 @@ feature space, the training split's real statistics.
 
 Variants:
 - ``new``: ``conf/`` as it is (the README's default command);
-- ``old``: the default before issue 18 (widths 64, lr 2e-4, no EMA: :data:`OLD_DEFAULT`);
+- ``old``: the default before issue 18 (widths 64, lr 2e-4, no EMA, no R1: :data:`OLD_DEFAULT`);
 - ``tutorial``: the PyTorch DCGAN tutorial loop (its networks scaled to 32x32, BCE, Adam 2e-4
   beta1 0.5, batch 128) written out below in plain PyTorch, on the same training digits;
 - any ``name=override,override`` given with ``--variant``, on top of ``new``.
@@ -49,6 +49,7 @@ from ganforge.run import train
 
 #: overrides that turn today's conf/ back into the default before issue 18
 OLD_DEFAULT = [
+    "loss=nonsaturating",
     "model.ema_kimg=null",
     "model.generator.base_width=64",
     "model.discriminator.base_width=64",

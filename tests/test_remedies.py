@@ -22,7 +22,7 @@ from ganforge.run import train
 from ganforge.unrolled import unrolled_discriminator
 from tests.conftest import compose_config, run_cli
 
-LOSSES = ["minimax", "nonsaturating", "lsgan", "hinge", "wgan", "wgan_gp"]
+LOSSES = ["minimax", "nonsaturating", "nonsaturating_r1", "lsgan", "hinge", "wgan", "wgan_gp"]
 REMEDIES = {
     "pack4": ["model.discriminator.pack=4"],
     "minibatch": ["model.discriminator.minibatch={kind:discrimination,num_kernels:4,kernel_dim:3}"],

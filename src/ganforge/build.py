@@ -18,19 +18,26 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig) -> GANModule:
-    """Instantiate the GAN module (networks, loss, optimizer factories) from ``cfg``."""
+    """Instantiate the GAN module (networks, loss, optimizer factories) from ``cfg``.
+
+    D's ``norm: auto`` is BatchNorm, or LayerNorm when the loss penalises D's input gradients
+    (BatchNorm makes them per-batch); an explicit ``batch`` with such a loss is switched too,
+    with a warning.
+    """
     loss = hydra.utils.instantiate(cfg.loss)
     model_cfg = cfg.model
-    if loss.needs_penalty and model_cfg.discriminator.get("norm") == "batch":
-        log.warning(
-            "loss %s penalises D's input gradients, which BatchNorm in D makes per-batch and "
-            "wrong; using norm=layer in the discriminator instead (set "
-            "model.discriminator.norm to silence this)",
-            type(loss).__name__,
-        )
+    norm = model_cfg.discriminator.get("norm")
+    if norm == "auto" or (norm == "batch" and loss.needs_penalty):
+        if norm == "batch":
+            log.warning(
+                "loss %s penalises D's input gradients, which BatchNorm in D makes per-batch "
+                "and wrong; using norm=layer in the discriminator instead (set "
+                "model.discriminator.norm to silence this)",
+                type(loss).__name__,
+            )
         model_cfg = model_cfg.copy()
         with open_dict(model_cfg):
-            model_cfg.discriminator.norm = "layer"
+            model_cfg.discriminator.norm = "layer" if loss.needs_penalty else "batch"
     module: GANModule = hydra.utils.instantiate(model_cfg, loss=loss)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return module

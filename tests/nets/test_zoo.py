@@ -326,15 +326,23 @@ def test_diffaugment_rejects_unknown_policies():
 
 # ---------------------------------------------------------------- configs
 def test_gradient_penalty_replaces_batchnorm_in_the_discriminator(make_cfg, caplog):
-    for overrides in (["loss=wgan_gp"], ["loss=hinge", "loss.r1_gamma=1.0"]):
-        with caplog.at_level(logging.WARNING, logger="ganforge.run"):
-            module = build_module(make_cfg("model=dcgan", "data.image_size=16", *overrides))
-        kinds = {type(m) for m in module.discriminator.modules()}
-        assert nn.BatchNorm2d not in kinds and nn.GroupNorm in kinds
-        assert "norm=layer" in caplog.text
+    def kinds(module) -> set[type]:
+        return {type(m) for m in module.discriminator.modules()}
+
+    penalised = (["loss=wgan_gp"], [], ["loss=hinge", "loss.r1_gamma=1.0"])  # [] = the default
+    for overrides in penalised:
+        with caplog.at_level(logging.WARNING):
+            auto = build_module(make_cfg("model=dcgan", "data.image_size=16", *overrides))
+            assert nn.BatchNorm2d not in kinds(auto) and nn.GroupNorm in kinds(auto)
+            assert "norm=layer" not in caplog.text  # norm: auto chooses layer silently
+            batch = ["model.discriminator.norm=batch", *overrides]
+            explicit = build_module(make_cfg("model=dcgan", "data.image_size=16", *batch))
+        assert nn.BatchNorm2d not in kinds(explicit) and nn.GroupNorm in kinds(explicit)
+        assert "norm=layer" in caplog.text  # an explicit batch is overruled, with a warning
         caplog.clear()
-    module = build_module(make_cfg("model=dcgan", "data.image_size=16", "loss=wgan"))
-    assert nn.BatchNorm2d in {type(m) for m in module.discriminator.modules()}
+    for plain in ("loss=wgan", "loss=nonsaturating"):
+        module = build_module(make_cfg("model=dcgan", "data.image_size=16", plain))
+        assert nn.BatchNorm2d in kinds(module)
 
 
 @pytest.mark.parametrize(
