@@ -89,7 +89,12 @@ TRAIN_CASES = [
     ("paths.cache_dir={file}", ["paths.cache_dir={file} is a file, not a folder"]),
     ("ckpt_path=/nonexistent/last.ckpt", ["checkpoint not found: /nonexistent/last.ckpt"]),
     ("ckpt_path={ckpt} data.batch_size=16", ["changed data.batch_size: 8 -> 16", "new run"]),
-    ("ckpt_path={ckpt} loss=wgan", ["cannot resume with a changed", "loss.n_critic: 1 -> 5"]),
+    # norm=layer: the default loss's R1 put LayerNorm in D, which plain WGAN would not choose
+    (
+        "ckpt_path={ckpt} loss=wgan model.discriminator.norm=layer",
+        ["cannot resume with a changed", "loss.n_critic: 1 -> 5"],
+    ),
+    ("ckpt_path={ckpt} loss=wgan", ["written for another architecture", "discriminator"]),
     ("ckpt_path={ckpt} model.conditioning=concat", ["model.conditioning: none -> concat"]),
 ]
 EVAL_CASES = [
