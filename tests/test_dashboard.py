@@ -173,6 +173,29 @@ def test_eval_scores_join_the_training_run(wandb_run, tmp_path: Path) -> None:
     assert summary["train/g_step"] == 6  # plotted at the checkpoint's generator iteration
 
 
+def test_truncated_eval_scores_stay_out_of_the_training_run(wandb_run, tmp_path: Path) -> None:
+    run, _ = wandb_run
+    before = sorted((run / "wandb").glob("offline-run-*"))
+    out = run_cli(
+        [
+            "src/eval.py",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "truncation=0.5",
+            "metrics.num_samples=64",
+            "metrics.batch_size=64",
+            "metrics.kid_subsets=2",
+            f"paths.cache_dir={run / 'cache'}",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    scores = json.loads((tmp_path / "metrics.json").read_text())
+    assert scores["truncation"] == 0.5 and "wandb_run_id" not in scores
+    assert "samples drawn with truncation=0.5" in out.stdout
+    assert "not logged to W&B" in out.stdout + out.stderr
+    assert sorted((run / "wandb").glob("offline-run-*")) == before
+
+
 # ------------------------------------------------------------------ logger options
 def test_log_model_offline_is_turned_off_with_one_line(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="ganforge.loggers"):

@@ -30,10 +30,12 @@ from ganforge.ema import standing_stats
 from ganforge.errors import GanforgeError
 from ganforge.export import export_generator, run_onnx, run_torchscript
 from ganforge.losses import NonSaturatingLoss
+from ganforge.metrics.evaluate import module_sampler
 from ganforge.module import GANModule
+from ganforge.noise import latent_noise
 from ganforge.report import build_report
 from ganforge.run import train
-from ganforge.sampling import latent_noise, sample_images, save_grid, slerp
+from ganforge.sampling import sample_images, save_grid, slerp
 from tests.conftest import CONF, compose_config, run_cli
 
 SIZE = 8  # stub images are SIZE x SIZE; grids pad every tile by 2 pixels
@@ -158,6 +160,22 @@ def test_truncated_prior_stays_in_bounds_and_is_seeded() -> None:
     torch.testing.assert_close(z, again, rtol=0, atol=0)
     with pytest.raises(GanforgeError, match="truncation=-1"):
         latent_noise(2, 8, torch.Generator(), truncation=-1)
+
+
+def test_the_evaluation_sampler_draws_truncated_noise(trained: GANModule, monkeypatch) -> None:
+    drawn: list[Tensor] = []
+    generate = GANModule.generate
+
+    def spy(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        drawn.append(z)
+        return generate(self, z, y)
+
+    monkeypatch.setattr(GANModule, "generate", spy)
+    plain = module_sampler(trained)(500, torch.Generator().manual_seed(3))
+    truncated = module_sampler(trained, 0.5)(500, torch.Generator().manual_seed(3))
+    assert drawn[0].abs().max() > 2 and drawn[1].abs().max() <= 0.5
+    assert (plain - truncated).abs().max() > 1e-3
+    assert truncated.std(0).mean() < plain.std(0).mean()  # the truncation trick: less variety
 
 
 @pytest.mark.parametrize(

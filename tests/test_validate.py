@@ -105,6 +105,7 @@ EVAL_CASES = [
     ("ckpt_path={ckpt} metrics.feature_space=clip", ["metrics.feature_space='clip'", "digits"]),
     ("ckpt_path={ckpt} metrics.kid_subset_size=0", ["metrics.kid_subset_size=0"]),
     ("ckpt_path={ckpt} metrics.cache_dir={file}/x", ["metrics.cache_dir={file}/x cannot be"]),
+    ("ckpt_path={ckpt} truncation=0", ["truncation=0 is not allowed", "null or a positive"]),
 ]
 SAMPLE_CASES = [
     ("", ["ckpt_path is required"]),

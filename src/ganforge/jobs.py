@@ -131,7 +131,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.get("data") or run_cfg.data)
     options = OmegaConf.to_container(cfg.metrics, resolve=True)
     evaluator = make_evaluator(datamodule, device=device, **options)
-    values = evaluator.evaluate(module_sampler(module), device=device)
+    truncation = cfg.get("truncation")
+    values = evaluator.evaluate(module_sampler(module, truncation), device=device)
     result = {
         "ckpt_path": str(cfg.ckpt_path),
         "dataset": datamodule.name,
@@ -139,10 +140,16 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "num_samples": options["num_samples"],
         "num_real": len(evaluator.real_features),
         "real_split": options["real_split"],
+        "truncation": truncation,
         "metrics": values,
     }
+    if truncation is not None:
+        print(f"samples drawn with truncation={truncation}")
     print(format_table(values))
-    if cfg.get("wandb", True):
+    if truncation is not None:
+        # eval/* is the checkpoint's score on its own prior; a truncated one would replace it
+        log.info("truncation=%s: scores are not logged to W&B (see metrics.json)", truncation)
+    elif cfg.get("wandb", True):
         result["wandb_run_id"] = log_eval(
             ckpt, run_cfg, values, options["num_samples"], module.loss.n_critic
         )

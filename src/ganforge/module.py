@@ -23,6 +23,7 @@ from ganforge.fast_path import FastPath, eager_forward, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
 from ganforge.nets.base import split_output
 from ganforge.nets.features import capture_output
+from ganforge.noise import latent_noise
 from ganforge.pixels import class_rows
 from ganforge.resume import ResumeState
 from ganforge.step_logs import grad_norm, log_step
@@ -190,14 +191,19 @@ class GANModule(L.LightningModule):
             g.train(was_training)
 
     def sample(
-        self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        n: int,
+        labels: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        truncation: float | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """``n`` fresh samples and the labels they were drawn for.
+        """``n`` fresh samples and the labels they were drawn for; ``truncation`` bounds the
+        noise (:func:`ganforge.noise.latent_noise`).
 
         Noise comes from ``generator`` (a CPU ``torch.Generator``) when given, so sampling
         leaves the global RNG stream, and thus training, untouched.
         """
-        z = torch.randn(n, self.latent_dim, generator=generator)
+        z = latent_noise(n, self.latent_dim, generator, truncation)
         if self.num_classes and labels is None:
             labels = torch.randint(self.num_classes, (n,), generator=generator)
         return self.generate(z, labels if self.num_classes else None), labels

@@ -19,23 +19,11 @@ from torchvision.utils import save_image
 
 from ganforge.errors import GanforgeError
 from ganforge.module import GANModule
+from ganforge.noise import latent_noise
 from ganforge.pixels import class_rows, grid_of, row_length
 from ganforge.progress import progress_bar
 
 Labels = int | Sequence[int] | None
-
-
-def latent_noise(
-    n: int, latent_dim: int, generator: torch.Generator, truncation: float | None = None
-) -> Tensor:
-    """``n`` latent vectors from N(0, I), or from the normal truncated to ``[-t, t]`` per
-    coordinate (the truncation trick: fidelity up, variety down, Brock et al. 2019)."""
-    if truncation is None:
-        return torch.randn(n, latent_dim, generator=generator)
-    if truncation <= 0:
-        raise GanforgeError(f"truncation must be a positive bound, got truncation={truncation}")
-    z = torch.empty(n, latent_dim)
-    return torch.nn.init.trunc_normal_(z, a=-truncation, b=truncation, generator=generator)
 
 
 def requested_labels(labels: Labels, n: int, num_classes: int) -> Tensor | None:

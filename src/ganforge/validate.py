@@ -115,6 +115,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
 EVAL_KEYS = {
     "ckpt_path": (str, "the path of a checkpoint file"),
     **{f"metrics.{k}": v for k, v in _METRICS.items()},
+    "truncation": OPTIONAL_POSITIVE_FLOAT,
     "wandb": BOOL,
 }
 SAMPLE_KEYS = {

@@ -49,9 +49,10 @@ def chunk_generator(seed: int, start: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def module_sampler(module) -> Sampler:
-    """Sample images with ``GANModule.sample``, whose noise comes from the given generator."""
-    return lambda n, generator: module.sample(n, generator=generator)[0]
+def module_sampler(module, truncation: float | None = None) -> Sampler:
+    """Sample images with ``GANModule.sample``, whose noise comes from the given generator
+    (truncated to ``[-truncation, truncation]`` when given)."""
+    return lambda n, generator: module.sample(n, generator=generator, truncation=truncation)[0]
 
 
 @dataclass
