@@ -145,9 +145,8 @@ def test_sample_grids_are_captioned_with_classes_and_report_attached(wandb_run) 
     assert (folder / "files" / "report.html").is_file()
 
 
-def test_eval_scores_join_the_training_run(wandb_run, tmp_path: Path) -> None:
-    run, _ = wandb_run
-    train_id = leet_summary(only_run(run))["run_id"]
+def eval_last_checkpoint(run: Path, out_dir: Path, *overrides: str):
+    """``src/eval.py`` on ``run``'s last checkpoint with 64 samples, writing into ``out_dir``."""
     out = run_cli(
         [
             "src/eval.py",
@@ -156,10 +155,18 @@ def test_eval_scores_join_the_training_run(wandb_run, tmp_path: Path) -> None:
             "metrics.batch_size=64",
             "metrics.kid_subsets=2",
             f"paths.cache_dir={run / 'cache'}",
-            f"hydra.run.dir={tmp_path}",
+            f"hydra.run.dir={out_dir}",
+            *overrides,
         ]
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_eval_scores_join_the_training_run(wandb_run, tmp_path: Path) -> None:
+    run, _ = wandb_run
+    train_id = leet_summary(only_run(run))["run_id"]
+    out = eval_last_checkpoint(run, tmp_path)
     scores = json.loads((tmp_path / "metrics.json").read_text())
     assert scores["wandb_run_id"] == train_id, out.stdout[-3000:]
     folders = sorted((run / "wandb").glob(f"offline-run-*-{train_id}"))
@@ -176,19 +183,7 @@ def test_eval_scores_join_the_training_run(wandb_run, tmp_path: Path) -> None:
 def test_truncated_eval_scores_stay_out_of_the_training_run(wandb_run, tmp_path: Path) -> None:
     run, _ = wandb_run
     before = sorted((run / "wandb").glob("offline-run-*"))
-    out = run_cli(
-        [
-            "src/eval.py",
-            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-            "truncation=0.5",
-            "metrics.num_samples=64",
-            "metrics.batch_size=64",
-            "metrics.kid_subsets=2",
-            f"paths.cache_dir={run / 'cache'}",
-            f"hydra.run.dir={tmp_path}",
-        ]
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = eval_last_checkpoint(run, tmp_path, "truncation=0.5")
     scores = json.loads((tmp_path / "metrics.json").read_text())
     assert scores["truncation"] == 0.5 and "wandb_run_id" not in scores
     assert "samples drawn with truncation=0.5" in out.stdout

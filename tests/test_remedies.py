@@ -283,26 +283,27 @@ def test_bad_remedy_option_is_one_clear_error_naming_the_key(tmp_path, override,
 
 
 # ------------------------------------------------------------------ the study command
+def run_mode_collapse_study(out: Path, *overrides: str) -> tuple[list[dict[str, str]], str]:
+    """Run ``src/study.py study=mode_collapse`` into ``out``; its results.csv rows and study.md."""
+    args = ["src/study.py", "study=mode_collapse", *overrides, f"hydra.run.dir={out}"]
+    result = run_cli(args, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (out / "results.csv").open() as f:
+        return list(csv.DictReader(f)), (out / "study.md").read_text()
+
+
 def test_mode_collapse_study_runs_its_jobs_in_two_processes(tmp_path: Path) -> None:
     """The one command, shrunk: 2 variants x 2 seeds on ring8, in two worker processes; the
     table lists every job in the study's order, beside the published rows."""
     out = tmp_path / "study"
-    result = run_cli(
-        [
-            "src/study.py",
-            "study=mode_collapse",
-            "study.datasets=[ring8]",
-            "study.only=[gan,pacgan2]",
-            "study.seeds=2",
-            "study.steps=3",
-            "study.workers=2",
-            f"hydra.run.dir={out}",
-        ],
-        timeout=300,
+    rows, study = run_mode_collapse_study(
+        out,
+        "study.datasets=[ring8]",
+        "study.only=[gan,pacgan2]",
+        "study.seeds=2",
+        "study.steps=3",
+        "study.workers=2",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with (out / "results.csv").open() as f:
-        rows = list(csv.DictReader(f))
     assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
         ("gan", "0", "COMPLETED"),
         ("gan", "1", "COMPLETED"),
@@ -311,7 +312,6 @@ def test_mode_collapse_study_runs_its_jobs_in_two_processes(tmp_path: Path) -> N
     ]
     assert all("model.discriminator.pack=2" in r["overrides"] for r in rows[2:])
     assert all(0 <= float(r["high_quality_pct"]) <= 100 and not r["kl_uniform"] for r in rows)
-    study = (out / "study.md").read_text()
     assert "| gan |" in study and "| pacgan2 |" in study and "PacGAN Table 1" in study
     assert (out / "samples.png").exists()
 
@@ -348,27 +348,17 @@ def test_vanishing_gradients_study_shows_the_minimax_gradient_collapse(tmp_path:
 def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits and
     is scored by the digit classifier over the 1,000 triples (modes and KL to uniform)."""
-    out = tmp_path / "study"
-    result = run_cli(
-        [
-            "src/study.py",
-            "study=mode_collapse",
-            "study.datasets=[stacked_mnist]",
-            "study.only=[gan]",
-            "study.seeds=1",
-            "study.steps=2",
-            "study.workers=1",
-            "study.num_samples.stacked_mnist=2000",
-            "+study.data_overrides.stacked_mnist=['data.num_samples=2000','data.num_val=100']",
-            f"hydra.run.dir={out}",
-        ],
-        timeout=300,
+    (row,), study = run_mode_collapse_study(
+        tmp_path / "study",
+        "study.datasets=[stacked_mnist]",
+        "study.only=[gan]",
+        "study.seeds=1",
+        "study.steps=2",
+        "study.workers=1",
+        "study.num_samples.stacked_mnist=2000",
+        "+study.data_overrides.stacked_mnist=['data.num_samples=2000','data.num_val=100']",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with (out / "results.csv").open() as f:
-        (row,) = list(csv.DictReader(f))
     assert row["status"] == "COMPLETED", row["status"]
     assert 1 <= int(row["modes"]) <= 1000 and 0 < float(row["kl_uniform"]) <= math.log(1000)
-    study = (out / "study.md").read_text()
     assert "## stacked_mnist (2000 samples scored per run)" in study
     assert "VEEGAN Table 2" in study and "PacGAN Table 3" in study
