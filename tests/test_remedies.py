@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from ganforge.losses import NonSaturatingLoss, WGANGPLoss, feature_matching_loss
 from ganforge.module import GANModule
@@ -59,12 +61,92 @@ def test_minibatch_feature_of_a_sample_changes_when_another_sample_changes(layer
 
 
 def test_minibatch_discrimination_scores_a_collapsed_batch_higher() -> None:
+    """D's features at initialisation are small (here 0.01): without the first batch's distance
+    scale, every closeness would be about exp(0) and a diverse batch would look collapsed."""
     torch.manual_seed(0)
     layer = MinibatchDiscrimination(6, 8, 3)
-    diverse = layer(torch.randn(16, 6) * 3)[:, 6:]
-    collapsed = layer(torch.randn(1, 6).expand(16, 6))[:, 6:]
-    assert torch.allclose(collapsed, torch.full_like(collapsed, 15.0))  # 15 identical others
-    assert diverse.mean() < 5.0
+    diverse = layer(torch.randn(16, 6) * 0.01)[:, 6:]
+    collapsed = layer(torch.randn(1, 6).expand(16, 6) * 0.01)[:, 6:]
+    # 15 identical others, each at closeness exp(0) = 1, less the first batch's mean closeness
+    assert torch.allclose(collapsed, 15.0 + layer.bias.detach().expand(16, 8))
+    assert torch.allclose(diverse.mean(0), torch.zeros(8), atol=1e-5)  # centred on that batch
+    assert diverse.max() < 5.0 < 10.0 < collapsed.min()
+
+
+def test_minibatch_discrimination_scales_distances_from_its_first_training_batch() -> None:
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6, 8, 3)
+    h = torch.randn(32, 6) * 0.01
+    layer.eval()(h)  # eval calls (the pre-flight check, sampling) leave the layer as it is
+    assert not layer.initialized and torch.equal(layer.log_scale, torch.zeros(8))
+    layer.train()(h)
+    m = (h @ layer.T).view(32, 8, 3).transpose(0, 1)
+    l1 = torch.cdist(m, m, p=1.0) * layer.log_scale.exp()[:, None, None]
+    nearest = (l1 + torch.diag(torch.full((32,), math.inf))).min(2).values.mean(1)
+    assert torch.allclose(nearest, torch.full((8,), 2.0))  # the authors' rule, per kernel
+    assert layer.initialized
+    before = copy.deepcopy(layer.state_dict())
+    layer(torch.randn(32, 6))  # later batches do not re-initialise
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+
+
+def test_minibatch_discrimination_resumes_without_reinitialising_and_loads_old_weights() -> None:
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6, 4, 3)
+    layer(torch.randn(8, 6))
+    resumed = MinibatchDiscrimination(6, 4, 3)
+    resumed.load_state_dict(layer.state_dict())
+    h = torch.randn(8, 6) * 0.01  # would give a very different scale, were it taken again
+    assert torch.equal(resumed(h), layer(h))
+    # a checkpoint from before the scale and bias existed: the layer computes what it did then
+    old = MinibatchDiscrimination(6, 4, 3)
+    old.load_state_dict({"T": layer.T.detach()})
+    m = (h @ layer.T).view(8, 4, 3).transpose(0, 1)
+    expected = torch.exp(-torch.cdist(m, m, p=1.0)).sum(2).T - 1.0
+    assert torch.allclose(old(h)[:, 6:], expected)
+
+
+def _minibatch_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One DDP rank: the first training forward of a compiled D, under bf16 autocast."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)  # the same initial weights on every rank, as DDP broadcasts them
+        d = VectorDiscriminator(2, hidden=(16,), minibatch="discrimination")
+        compiled = torch.compile(d, backend="aot_eager")
+        x = torch.randn(16, 2, generator=torch.Generator().manual_seed(rank)) * (1 + rank)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            first = compiled(x)
+            second = compiled(x)
+        layer = d.minibatch
+        torch.save(
+            {"layer": layer.state_dict(), "x": x, "first": first, "second": second},
+            f"{out_dir}/rank{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_minibatch_discrimination_ranks_start_from_the_same_scale(tmp_path: Path) -> None:
+    """Under DDP each rank sees its own first batch; the scale and bias are averaged over the
+    ranks, or the ranks' discriminators would silently differ from the first step on."""
+    mp.spawn(_minibatch_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for key in ("log_scale", "bias", "T"):
+        assert torch.equal(ranks[0]["layer"][key], ranks[1]["layer"][key]), key
+    assert all(r["layer"]["initialized"] for r in ranks)
+    assert all(torch.isfinite(r["first"]).all() for r in ranks)
+    assert all(torch.equal(r["first"], r["second"]) for r in ranks)  # no second initialisation
+    # the average of what each rank alone would have set
+    singles = []
+    for r in ranks:
+        torch.manual_seed(0)
+        d = VectorDiscriminator(2, hidden=(16,), minibatch="discrimination")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            d(r["x"])
+        singles.append(d.minibatch.log_scale.detach())
+    assert not torch.allclose(singles[0], singles[1])
+    nearest = torch.stack([2.0 / s.exp() for s in singles]).mean(0)
+    assert torch.allclose(ranks[0]["layer"]["log_scale"], torch.log(2.0 / nearest), atol=1e-5)
 
 
 def test_plain_discriminator_output_of_a_sample_ignores_the_others() -> None:
@@ -235,7 +317,10 @@ def test_every_remedy_trains_with_every_loss(tmp_path, remedy: str, loss: str) -
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
-def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "minibatch", ["stddev", "{kind:discrimination,num_kernels:4,kernel_dim:3}"]
+)
+def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path, minibatch: str) -> None:
     common = [
         *TOY,
         "logger=csv",
@@ -248,7 +333,7 @@ def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path) -> Non
         "callbacks.checkpoint=null",
         "optimized_metric=null",
         "model.discriminator.pack=2",
-        "model.discriminator.minibatch=stddev",
+        f"model.discriminator.minibatch={minibatch}",
         "model.unrolled_steps=2",
         "model.g_objective=feature_matching",
     ]

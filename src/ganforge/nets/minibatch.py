@@ -27,7 +27,16 @@ MINIBATCH_KINDS = ("discrimination", "stddev")
 
 
 class MinibatchDiscrimination(nn.Module):
-    """Salimans et al. 2016, Sec. 3.2: appends ``num_kernels`` closeness features to ``(B, F)``."""
+    """Salimans et al. 2016, Sec. 3.2: appends ``num_kernels`` closeness features to ``(B, F)``.
+
+    Closeness ``exp(-L1)`` only discriminates when the L1 distances between samples are of
+    order one. D's features are far smaller at the start (a freshly initialised D puts every
+    pair of samples at L1 << 1, so every feature is about ``B - 1``, whatever the batch), so,
+    as in the authors' code, the first training forward sets a per-kernel distance scale that
+    makes the batch's mean nearest-neighbour distance 2, and a per-kernel bias that centres the
+    features on that batch. Both are then learned. Under DDP the two statistics are averaged
+    over the processes, so every rank starts from the same parameters.
+    """
 
     def __init__(self, in_features: int, num_kernels: int = 100, kernel_dim: int = 5):
         super().__init__()
@@ -40,13 +49,51 @@ class MinibatchDiscrimination(nn.Module):
         self.out_features = in_features + num_kernels
         self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim))
         nn.init.normal_(self.T, 0.0, 1.0 / math.sqrt(in_features))
+        self.log_scale = nn.Parameter(torch.zeros(num_kernels))
+        self.bias = nn.Parameter(torch.zeros(num_kernels))
+        self.register_buffer("initialized", torch.tensor(False))
+        # a Python mirror of the buffer: compiled forwards guard on it instead of reading a tensor
+        self._initialized = False
 
     def forward(self, h: Tensor) -> Tensor:
         m = (h @ self.T).view(-1, self.num_kernels, self.kernel_dim).transpose(0, 1)  # (K, B, D)
         l1 = torch.cdist(m, m, p=1.0)  # (K, B, B), without a (B, B, K, D) intermediate
+        if self.training and not self._initialized and h.shape[0] > 1:
+            self._initialize(l1.detach())
+        closeness = torch.exp(-l1 * self.log_scale.exp()[:, None, None])
         # the sum over all j includes j = i with exp(0) = 1; remove it
-        o = torch.exp(-l1).sum(2).T - 1.0  # (B, K)
-        return torch.cat([h, o], dim=1)
+        o = closeness.sum(2).T - 1.0 + self.bias  # (B, K)
+        return torch.cat([h, o.to(h.dtype)], dim=1)
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def _initialize(self, l1: Tensor) -> None:
+        """Set the distance scale and the bias from the first training batch's distances."""
+        l1 = l1.float()
+        others = l1 + torch.diag(torch.full((l1.shape[1],), math.inf, device=l1.device))
+        nearest = _mean_over_ranks(others.min(2).values.mean(1))  # (K,)
+        self.log_scale.copy_(torch.log(2.0 / nearest.clamp_min(1e-12)))
+        closeness = torch.exp(-l1 * self.log_scale.exp()[:, None, None]).sum(2) - 1.0  # (K, B)
+        self.bias.copy_(-_mean_over_ranks(closeness.mean(1)))
+        self.initialized.fill_(True)
+        self._initialized = True
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints from before the scale and bias: the layer as it was (scale 1, bias 0)
+        for name, value in (("log_scale", 0.0), ("bias", 0.0)):
+            state_dict.setdefault(prefix + name, torch.full((self.num_kernels,), value))
+        state_dict.setdefault(prefix + "initialized", torch.tensor(True))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._initialized = bool(self.initialized)
+
+
+def _mean_over_ranks(x: Tensor) -> Tensor:
+    """``x`` averaged over the DDP processes (``x`` itself in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        x /= torch.distributed.get_world_size()
+    return x
 
 
 class MinibatchStdDev(nn.Module):
