@@ -10,10 +10,12 @@ import math
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 
 from ganforge.losses import NonSaturatingLoss, WGANGPLoss, feature_matching_loss
 from ganforge.module import GANModule
@@ -21,6 +23,7 @@ from ganforge.nets import DCGANDiscriminator, VectorDiscriminator, VectorGenerat
 from ganforge.nets.features import capture_output
 from ganforge.nets.minibatch import MinibatchDiscrimination, MinibatchStdDev, pack
 from ganforge.run import train
+from ganforge.study.mode_collapse import samples_figure
 from ganforge.unrolled import unrolled_discriminator
 from tests.conftest import compose_config, run_cli
 
@@ -432,9 +435,11 @@ def test_vanishing_gradients_study_shows_the_minimax_gradient_collapse(tmp_path:
 
 def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits and
-    is scored by the digit classifier over the 1,000 triples (modes and KL to uniform)."""
+    is scored by the digit classifier over the 1,000 triples (modes and KL to uniform); the
+    figure shows its samples as an image grid."""
+    out = tmp_path / "study"
     (row,), study = run_mode_collapse_study(
-        tmp_path / "study",
+        out,
         "study.datasets=[stacked_mnist]",
         "study.only=[gan]",
         "study.seeds=1",
@@ -447,3 +452,12 @@ def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     assert 1 <= int(row["modes"]) <= 1000 and 0 < float(row["kl_uniform"]) <= math.log(1000)
     assert "## stacked_mnist (2000 samples scored per run)" in study
     assert "VEEGAN Table 2" in study and "PacGAN Table 3" in study
+    assert (out / "samples.png").exists()
+
+
+def test_mode_collapse_figure_shows_stacked_mnist_samples_as_an_image_grid(tmp_path: Path):
+    """Stacked MNIST panels show the samples' pixels (a mixture's panels show points)."""
+    images = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    samples_figure({("stacked_mnist", "gan"): images}, {}, tmp_path / "samples.png")
+    figure = np.asarray(Image.open(tmp_path / "samples.png").convert("RGB")).reshape(-1, 3)
+    assert len(np.unique(figure, axis=0)) > 10_000  # random RGB pixels, not an empty panel

@@ -7,7 +7,8 @@ PacGAN protocol: 2,500 samples, a sample is high quality within 3 std of its nea
 a mode counts as covered with at least ``min_count`` high-quality samples); on Stacked MNIST
 with the embedded digit classifier (modes of 1,000 with at least one sample, and the KL of
 the class histogram to uniform, over 26,000 samples). ``study.md`` gives mean +- std over
-seeds beside the published rows; ``samples.png`` shows each variant's samples (first seed).
+seeds beside the published rows; ``samples.png`` shows each variant's samples (first seed):
+points over the mixture's modes, and an 8 x 8 image grid per variant on Stacked MNIST.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ganforge.config import register_resolvers
 from ganforge.metrics.class_coverage import ClassCoverage
 from ganforge.metrics.digits import DigitFeatures
 from ganforge.metrics.toy import ModeCoverage
-from ganforge.pixels import to_uint8
+from ganforge.pixels import grid_of, to_uint8
 from ganforge.study.jobs import compose_train, fit, machine, mean_std
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ PUBLISHED: dict[str, list[tuple[str, str, float, float]]] = {
 }
 
 
+#: Stacked MNIST images per variant in ``samples.png`` (the first ones scored, first seed)
+GRID_IMAGES = 64
+
+
 def score(job, num_samples: int, seed: int, threshold: float, min_count: int) -> dict[str, Any]:
     """Modes covered and % high quality (mixtures) or modes and KL (Stacked MNIST)."""
     gen = torch.Generator().manual_seed(10_000 + seed)
@@ -77,12 +82,14 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
         }
     classifier = DigitFeatures(channels=3).to(job.module.device).eval()
     coverage = ClassCoverage(dm.num_classes).to(job.module.device)
+    shown = None
     for start in range(0, num_samples, 1000):
         images = job.module.sample(min(1000, num_samples - start), generator=gen)[0]
+        shown = images[:GRID_IMAGES].cpu() if shown is None else shown
         with torch.no_grad():
             coverage.update(classifier(to_uint8(images))[1])  # as saved images, as eval.py
     modes, kl = coverage.compute()
-    return {"modes": int(modes), "kl_uniform": float(kl), "samples": None}
+    return {"modes": int(modes), "kl_uniform": float(kl), "samples": shown}
 
 
 def run(cfg: DictConfig) -> Path:
@@ -124,7 +131,7 @@ def run(cfg: DictConfig) -> Path:
     write_results(rows, out)
     (out / "study.md").write_text(table(rows, study, header))
     if first_samples:
-        scatter_figure(first_samples, centers, out / "samples.png")
+        samples_figure(first_samples, centers, out / "samples.png")
     log.info("mode-collapse study: %s", out / "study.md")
     return out / "study.md"
 
@@ -256,30 +263,36 @@ def table(rows: list[dict[str, Any]], study: DictConfig, header: dict[str, Any])
     return "\n".join(lines) + "\n"
 
 
-def scatter_figure(
+def samples_figure(
     samples: dict[tuple[str, str], torch.Tensor], centers: dict[str, torch.Tensor], path: Path
 ) -> None:
-    """One panel per (dataset, variant): generated points (first seed) over the true modes."""
+    """One panel per (dataset, variant), first seed: generated points over the true modes
+    for a 2-D mixture, an 8 x 8 grid of images for Stacked MNIST."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datas = sorted({d for d, _ in samples}, key=list(centers).index)
+    datas = list(dict.fromkeys(d for d, _ in samples))
     variants = list(dict.fromkeys(v for _, v in samples))
     fig, axes = plt.subplots(
-        len(datas), len(variants), figsize=(2.4 * len(variants), 2.4 * len(datas)), squeeze=False
+        len(datas), len(variants), figsize=(2.6 * len(variants), 2.6 * len(datas)), squeeze=False
     )
     for i, d in enumerate(datas):
-        lim = float(centers[d].abs().max()) * 1.4
         for j, v in enumerate(variants):
             ax = axes[i][j]
+            ax.set(xticks=[], yticks=[])
+            ax.set_title(f"{d} / {v}", fontsize=8)
+            if d not in centers:
+                if (d, v) in samples:
+                    ax.imshow(grid_of(samples[d, v], 8).permute(1, 2, 0).numpy())
+                continue
             if (d, v) in samples:
                 pts = samples[d, v]
                 ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.3)
             ax.scatter(centers[d][:, 0], centers[d][:, 1], s=12, c="red", marker="x")
-            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
-            ax.set_title(f"{d} / {v}", fontsize=8)
+            lim = float(centers[d].abs().max()) * 1.4
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
