@@ -286,6 +286,36 @@ def test_unrolled_gradient_flows_through_the_unroll_unless_surrogate() -> None:
     assert not all(torch.allclose(a, b) for a, b in zip(surrogate, plain, strict=True))
 
 
+def test_unrolled_second_order_gradient_matches_finite_differences() -> None:
+    """G's gradient through a 3-step Adam unroll of a BatchNorm DCGAN D (the study's Stacked
+    MNIST setup, shrunk; float64) equals central differences of the unrolled loss."""
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(channels=1, image_size=16, base_width=4, max_width=8).double()
+    g = VectorGenerator(latent_dim=4, dim=2, hidden=(16,))  # unused by the unroll
+    opt = partial(torch.optim.Adam, lr=1e-2, betas=(0.5, 0.999))
+    module = GANModule(g, d, NonSaturatingLoss(), opt, opt)
+    opt_d = opt(d.parameters())
+    real, fake = torch.randn(2, 8, 1, 16, 16, dtype=torch.float64)
+    opt_d.zero_grad()
+    module.loss.d_loss(d(real), d(fake)).backward()
+    opt_d.step()  # running Adam state, carried into the unroll
+
+    def unrolled_loss(x: torch.Tensor) -> torch.Tensor:
+        return module.loss.g_loss(unrolled_discriminator(module, opt_d, real, x, None, 3)(x, None))
+
+    x = fake.clone().requires_grad_(True)
+    (exact,) = torch.autograd.grad(unrolled_loss(x), x)
+    eps, picked = 1e-6, [(i, j) for i in (0, 5) for j in range(0, 256, 17)]
+    for i, j in picked:
+        step = torch.zeros_like(fake)
+        step[i].view(-1)[j] = eps
+        numeric = (unrolled_loss(fake + step) - unrolled_loss(fake - step)) / (2 * eps)
+        torch.testing.assert_close(exact[i].view(-1)[j], numeric, rtol=1e-5, atol=1e-9)
+    surrogate = unrolled_discriminator(module, opt_d, real, x, None, 3, second_order=False)
+    (first_order,) = torch.autograd.grad(module.loss.g_loss(surrogate(x, None)), x)
+    assert not torch.allclose(exact, first_order)  # the checked terms are second order
+
+
 def test_unrolled_works_with_gradient_penalty_loss() -> None:
     module = _module(loss=WGANGPLoss())
     opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=1e-3)
