@@ -85,7 +85,8 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
     shown = None
     for start in range(0, num_samples, 1000):
         images = job.module.sample(min(1000, num_samples - start), generator=gen)[0]
-        shown = images[:GRID_IMAGES].cpu() if shown is None else shown
+        if start == 0:
+            shown = images[:GRID_IMAGES].cpu()
         with torch.no_grad():
             coverage.update(classifier(to_uint8(images))[1])  # as saved images, as eval.py
     modes, kl = coverage.compute()
