@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
+from ganforge.data.toy import ring_centers
 from ganforge.losses import NonSaturatingLoss, WGANGPLoss, feature_matching_loss
 from ganforge.module import GANModule
 from ganforge.nets import DCGANDiscriminator, VectorDiscriminator, VectorGenerator
@@ -76,9 +77,36 @@ def test_minibatch_discrimination_scores_a_collapsed_batch_higher() -> None:
     assert diverse.max() < 5.0 < 10.0 < collapsed.min()
 
 
-def test_minibatch_discrimination_scales_distances_from_its_first_training_batch() -> None:
+def test_minibatch_closeness_on_ring8_measures_local_density_not_only_collapse() -> None:
+    """The mechanism docs/studies/mode_collapse.md reports: initialised on a real ring8 batch
+    (tight modes, std 0.02), the closeness features rank batches by local density at the
+    within-mode scale. A collapsed batch scores highest, as designed, but a batch spread over
+    the plane, as G's becomes when it moves out towards the ring, scores *below* the real
+    batch, so the features tell D "fake = too spread" rather than "fake = collapsed"."""
     torch.manual_seed(0)
-    layer = MinibatchDiscrimination(6, 8, 3)
+    centers = ring_centers()
+
+    def ring8(n: int) -> torch.Tensor:
+        return centers[torch.randint(0, 8, (n,))] + 0.02 * torch.randn(n, 2)
+
+    d = VectorDiscriminator(2, minibatch={"kind": "discrimination", "num_kernels": 10})
+    d.train()(ring8(128))  # the first training batch sets the scale, as in training
+
+    def closeness(x: torch.Tensor) -> float:
+        h = d.body(x)
+        return (d.minibatch(h)[:, h.shape[1] :] - d.minibatch.bias).mean().item()
+
+    real, spread = closeness(ring8(128)), closeness(0.3 * torch.randn(128, 2))
+    collapsed = closeness(centers[0] + 0.02 * torch.randn(128, 2))
+    assert collapsed > 4 * real and real > 4 * spread
+
+
+@pytest.mark.parametrize("init_distance", [2.0, 0.02])
+def test_minibatch_discrimination_scales_distances_from_its_first_training_batch(
+    init_distance: float,
+) -> None:
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6, 8, 3, init_distance=init_distance)
     h = torch.randn(32, 6) * 0.01
     layer.eval()(h)  # eval calls (the pre-flight check, sampling) leave the layer as it is
     assert not layer.initialized and torch.equal(layer.log_scale, torch.zeros(8))
@@ -86,7 +114,8 @@ def test_minibatch_discrimination_scales_distances_from_its_first_training_batch
     m = (h @ layer.T).view(32, 8, 3).transpose(0, 1)
     l1 = torch.cdist(m, m, p=1.0) * layer.log_scale.exp()[:, None, None]
     nearest = (l1 + torch.diag(torch.full((32,), math.inf))).min(2).values.mean(1)
-    assert torch.allclose(nearest, torch.full((8,), 2.0))  # the authors' rule, per kernel
+    # the authors' rule (2 by default), per kernel
+    assert torch.allclose(nearest, torch.full((8,), init_distance))
     assert layer.initialized
     before = copy.deepcopy(layer.state_dict())
     layer(torch.randn(32, 6))  # later batches do not re-initialise
@@ -166,6 +195,13 @@ def test_plain_discriminator_output_of_a_sample_ignores_the_others() -> None:
 def test_unknown_minibatch_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"model\.discriminator\.minibatch"):
         VectorDiscriminator(2, minibatch="average")
+
+
+@pytest.mark.parametrize("init_distance", [0.0, -1.0, float("nan")])
+def test_minibatch_discrimination_rejects_a_non_positive_init_distance(init_distance) -> None:
+    spec = {"kind": "discrimination", "init_distance": init_distance}
+    with pytest.raises(ValueError, match=rf"init_distance > 0, got {init_distance}"):
+        VectorDiscriminator(2, minibatch=spec)
 
 
 # ------------------------------------------------------------------ packing

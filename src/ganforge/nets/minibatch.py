@@ -36,16 +36,32 @@ class MinibatchDiscrimination(nn.Module):
     makes the batch's mean nearest-neighbour distance 2, and a per-kernel bias that centres the
     features on that batch. Both are then learned. Under DDP the two statistics are averaged
     over the processes, so every rank starts from the same parameters.
+
+    ``init_distance`` is that mean nearest-neighbour distance in the scaled units (the authors'
+    2). Smaller values widen the kernels: closeness then also counts samples well beyond each
+    one's nearest neighbour (for data whose modes are tight clusters, neighbours in the same mode
+    rather than only the nearest few).
     """
 
-    def __init__(self, in_features: int, num_kernels: int = 100, kernel_dim: int = 5):
+    def __init__(
+        self,
+        in_features: int,
+        num_kernels: int = 100,
+        kernel_dim: int = 5,
+        init_distance: float = 2.0,
+    ):
         super().__init__()
         if num_kernels < 1 or kernel_dim < 1:
             raise ValueError(
                 f"minibatch discrimination needs num_kernels >= 1 and kernel_dim >= 1, got "
                 f"num_kernels={num_kernels}, kernel_dim={kernel_dim}"
             )
+        if not init_distance > 0:
+            raise ValueError(
+                f"minibatch discrimination needs init_distance > 0, got {init_distance!r}"
+            )
         self.num_kernels, self.kernel_dim = num_kernels, kernel_dim
+        self.init_distance = float(init_distance)
         self.out_features = in_features + num_kernels
         self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim))
         nn.init.normal_(self.T, 0.0, 1.0 / math.sqrt(in_features))
@@ -70,7 +86,7 @@ class MinibatchDiscrimination(nn.Module):
         l1 = l1.float()
         others = l1 + torch.diag(torch.full((l1.shape[1],), math.inf, device=l1.device))
         nearest = _mean_over_ranks(others.min(2).values.mean(1))  # (K,)
-        self.log_scale.copy_(torch.log(2.0 / nearest.clamp_min(1e-12)))
+        self.log_scale.copy_(torch.log(self.init_distance / nearest.clamp_min(1e-12)))
         self.bias.copy_(-_mean_over_ranks(_closeness(l1, self.log_scale).mean(1)))
         self.initialized.fill_(True)
         self._initialized = True
