@@ -521,6 +521,23 @@ def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     assert (out / "samples.png").exists()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_stacked_mnist_scoring_runs_on_the_gpu_the_job_trained_on(tmp_path: Path) -> None:
+    """Lightning hands the trained module back on the CPU; the study scores its 26,000
+    samples on the job's GPU instead (on the CPU that scoring outlasts a GPU job's training)."""
+    import ganforge.study.jobs as jobs
+    from ganforge.study.mode_collapse import score
+
+    overrides = ["data=stacked_mnist", "max_g_steps=2", "data.num_samples=2000"]
+    job = jobs.fit(
+        compose_config([*overrides, "data.num_val=100", "trainer.accelerator=gpu"], tmp_path)
+    )
+    assert job.device.type == "cuda"
+    scores = score(job, 2000, seed=0, threshold=3.0, min_count=20)
+    assert next(job.module.parameters()).device.type == "cuda"
+    assert 1 <= scores["modes"] <= 1000
+
+
 def test_mode_collapse_figure_shows_stacked_mnist_samples_as_an_image_grid(tmp_path: Path):
     """Stacked MNIST panels show the samples' pixels (a mixture's panels show points)."""
     images = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -11,6 +11,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from ganforge.build import build_module
@@ -31,13 +32,16 @@ class History(L.Callback):
 
 @dataclass
 class Job:
-    """A finished study job: its config, module, datamodule, wall time and step history."""
+    """A finished study job: its config, module, datamodule, wall time, step history and
+    the device it trained on (Lightning hands the module back on the CPU; scoring thousands
+    of samples there would cost a GPU study more than its training)."""
 
     cfg: DictConfig
     module: GANModule
     datamodule: L.LightningDataModule
     wall_s: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 def compose_train(overrides: Sequence[str], output_dir: Path) -> DictConfig:
@@ -64,7 +68,8 @@ def fit(cfg: DictConfig, history: Sequence[str] = ()) -> Job:
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[recorder], logger=False)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    return Job(cfg, module, datamodule, time.perf_counter() - start, recorder.values)
+    wall_s = time.perf_counter() - start
+    return Job(cfg, module, datamodule, wall_s, recorder.values, trainer.strategy.root_device)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -81,11 +86,10 @@ def machine() -> dict[str, Any]:
     import platform
     from datetime import UTC, datetime
 
-    import torch
-
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}",
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }

@@ -70,6 +70,7 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
     """Modes covered and % high quality (mixtures) or modes and KL (Stacked MNIST)."""
     gen = torch.Generator().manual_seed(10_000 + seed)
     dm = job.datamodule
+    job.module.to(job.device)
     if hasattr(dm, "centers"):
         samples = job.module.sample(num_samples, generator=gen)[0].cpu()
         metric = ModeCoverage(dm.centers, dm.std, threshold=threshold, min_count=min_count)
@@ -80,8 +81,8 @@ def score(job, num_samples: int, seed: int, threshold: float, min_count: int) ->
             "high_quality_pct": 100 * float(out["high_quality"]),
             "samples": samples,
         }
-    classifier = DigitFeatures(channels=3).to(job.module.device).eval()
-    coverage = ClassCoverage(dm.num_classes).to(job.module.device)
+    classifier = DigitFeatures(channels=3).to(job.device).eval()
+    coverage = ClassCoverage(dm.num_classes).to(job.device)
     shown = None
     for start in range(0, num_samples, 1000):
         images = job.module.sample(min(1000, num_samples - start), generator=gen)[0]
