@@ -42,3 +42,15 @@ def test_a_checkpoint_of_another_architecture_is_named_with_what_differs(
     torch.save({"state_dict": other.state_dict(), "ganforge_config": module.run_config}, path)
     with pytest.raises(GanforgeError, match=r"does not match the architecture.*other shapes"):
         load_module(path)
+
+
+@pytest.mark.parametrize("n_gen", [1, 2])
+def test_a_loaded_module_knows_the_checkpoints_iteration(make_cfg, tmp_path, n_gen) -> None:
+    """Scripts scoring checkpoints read ``g_step`` off the loaded module, with no trainer."""
+    module = build_module(make_cfg(*TINY, f"loss.n_gen={n_gen}"))
+    assert module.g_step == 0
+    path = tmp_path / "run.ckpt"
+    ckpt = {"state_dict": module.state_dict(), "ganforge_config": module.run_config}
+    torch.save({**ckpt, "global_step": 7 * (1 + n_gen)}, path)  # 7 iterations, 1 D step each
+    loaded, _ = load_module(path)
+    assert (loaded.g_step, loaded.d_step) == (7, 7)

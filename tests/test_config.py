@@ -65,6 +65,8 @@ def test_image_size_flows_from_data_to_model(tmp_path) -> None:
 def test_max_g_steps_speaks_in_generator_iterations(tmp_path) -> None:
     cfg = compose_config(["max_g_steps=100", "loss=wgan_gp"], tmp_path)
     assert cfg.trainer.max_steps == 100 * (5 + 1)
+    cfg = compose_config(["max_g_steps=100", "loss.n_gen=2"], tmp_path)
+    assert cfg.trainer.max_steps == 100 * (1 + 2)
     assert compose_config([], tmp_path).trainer.max_steps == -1
 
 

@@ -167,6 +167,7 @@ def test_compiled_conditional_model_with_ema_trains_on_two_processes(tmp_path: P
     assert any(k.startswith("g_ema.") for k in keys)
     assert not any("_orig_mod" in k for k in keys)  # loadable without special cases
     module, _ = load_module(run / "checkpoints" / "last.ckpt")
+    assert module.g_step == 2  # the checkpoint's, without a trainer
     images = module.sample(4)[0]
     assert images.shape == (4, 1, 16, 16) and torch.isfinite(images).all()
 

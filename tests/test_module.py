@@ -73,19 +73,33 @@ class GradientAudit(L.Callback):
         self.steps.append((which, has_grad(pl_module.generator), has_grad(pl_module.discriminator)))
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_n_critic_discriminator_steps_per_generator_step(k: int) -> None:
-    module = point_gan(WGANGPLoss(n_critic=k))
+@pytest.mark.parametrize(("k", "u"), [(1, 1), (3, 1), (1, 2), (2, 3)])
+def test_each_iteration_makes_n_critic_d_steps_then_n_gen_g_steps(k: int, u: int) -> None:
+    module = point_gan(WGANGPLoss(n_critic=k, n_gen=u))
     audit = GradientAudit()
     trainer = fit(
-        module, PointData(0.0, 1.0, n=512, batch_size=32, k=k), [audit], max_steps=4 * (k + 1)
+        module, PointData(0.0, 1.0, n=512, batch_size=32, k=k), [audit], max_steps=4 * (k + u)
     )
     d_opt, g_opt = trainer.optimizers
     d_steps = {int(s["step"]) for s in d_opt.state.values()}
     g_steps = {int(s["step"]) for s in g_opt.state.values()}
-    assert g_steps == {4} and d_steps == {4 * k}
-    assert [w for w, _, _ in audit.steps] == (["d"] * k + ["g"]) * 4
-    assert module.g_step == 4 and trainer.global_step == 4 * (k + 1)
+    assert g_steps == {4 * u} and d_steps == {4 * k}
+    assert [w for w, _, _ in audit.steps] == (["d"] * k + ["g"] * u) * 4
+    assert module.g_step == 4 and trainer.global_step == 4 * (k + u)
+    assert module.d_step == 4 * k
+
+
+def test_extra_generator_updates_move_g_further_against_the_same_d() -> None:
+    """n_gen=2 makes a second G update per iteration, on the iteration's noise, after the
+    first: G moves further (towards D's real side) than with one update from the same start."""
+    moved = []
+    for n_gen in (1, 2):
+        module = point_gan(NonSaturatingLoss(n_gen=n_gen), lr=1e-2)
+        start = module.sample(1000, generator=torch.Generator().manual_seed(0))[0].mean()
+        fit(module, PointData(3.0, 0.5, n=64, batch_size=64), max_steps=1 + n_gen)
+        after = module.sample(1000, generator=torch.Generator().manual_seed(0))[0].mean()
+        moved.append(float(after - start))  # towards the data's mean 3.0
+    assert moved[1] > 1.5 * moved[0] > 0
 
 
 def test_gradients_do_not_leak_between_networks() -> None:
@@ -157,6 +171,10 @@ def test_the_penalty_sees_the_count_of_discriminator_updates() -> None:
 
     module = point_gan(Recording(n_critic=2, r1_gamma=1.0, r1_every=2))
     fit(module, PointData(0.0, 1.0, n=512, k=2), max_steps=9)
+    assert seen == [0, 1, 2, 3, 4, 5]
+    seen.clear()  # extra generator updates are not D updates
+    module = point_gan(Recording(n_critic=2, n_gen=3, r1_gamma=1.0, r1_every=2))
+    fit(module, PointData(0.0, 1.0, n=512, k=2), max_steps=15)
     assert seen == [0, 1, 2, 3, 4, 5]
 
 

@@ -102,12 +102,14 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_bitwise(
     assert differing == []
 
 
+@pytest.mark.parametrize("n_gen", [1, 2])
 def test_two_process_run_interrupted_and_resumed_matches_uninterrupted_bitwise(
-    tmp_path: Path,
+    tmp_path: Path, n_gen: int
 ) -> None:
     """The same under DDP (2 CPU ranks, gloo): each rank's own noise stream is saved and given
-    back, so a resumed rank draws exactly what it would have drawn."""
-    state = [*FULL_STATE, "trainer.devices=2"]
+    back, so a resumed rank draws exactly what it would have drawn; with ``n_gen=2`` too (three
+    optimizer steps per iteration, so the step counts on resume must map back to iterations)."""
+    state = [*FULL_STATE, "trainer.devices=2", f"loss.n_gen={n_gen}"]
     train(make(tmp_path / "straight", *state))
     straight = weights(tmp_path / "straight" / "checkpoints" / "last.ckpt")
 
@@ -116,7 +118,9 @@ def test_two_process_run_interrupted_and_resumed_matches_uninterrupted_bitwise(
     with pytest.raises(SIGTERMException):
         train(make(out, *state, *stop))
     last = out / "checkpoints" / "last.ckpt"
-    assert len(torch.load(last, weights_only=False)["rng_states_per_rank"]) == 2
+    saved = torch.load(last, weights_only=False)
+    assert len(saved["rng_states_per_rank"]) == 2
+    assert saved["global_step"] == 3 * (1 + n_gen)  # stopped after 3 generator iterations
 
     train(make(out, *state, f"ckpt_path={last}"))
     resumed = weights(last)

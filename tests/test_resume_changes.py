@@ -67,6 +67,26 @@ def test_resume_trains_with_the_new_learning_rate_and_says_so(tmp_path: Path, ca
     assert schedulers[0]["gamma"] == 0.1
 
 
+def test_a_checkpoint_from_before_n_gen_existed_resumes_and_says_no_change(
+    tmp_path: Path, caplog
+) -> None:
+    """Checkpoints written before ``loss.n_gen`` was added were trained with one G update per
+    iteration: resuming one is not a change of a fixed key (which would refuse the resume)."""
+    first = tmp_path / "first"
+    train(compose_config([*TINY, "max_g_steps=2"], first))
+    last = first / "checkpoints" / "last.ckpt"
+    old = torch.load(last, weights_only=False)
+    del old["ganforge_config"]["loss"]["n_gen"]
+    torch.save(old, last)
+
+    second = tmp_path / "second"
+    with caplog.at_level(logging.INFO, logger="ganforge.resume_changes"):
+        train(compose_config([*TINY, "max_g_steps=3", f"ckpt_path={last}"], second))
+    assert not any("n_gen" in r.getMessage() for r in caplog.records)
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed["global_step"] == 3 * 2
+
+
 def test_issue_resume_with_a_huge_learning_rate_diverges_at_once(tmp_path: Path) -> None:
     """The issue's example, shortened: resuming at lr=1e30 must train at 1e30 (and so diverge
     on the first resumed step), not silently continue at the checkpoint's 2e-4."""

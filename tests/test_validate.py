@@ -72,6 +72,7 @@ TRAIN_CASES = [
     ("model.conditioning=bogus", ["model.conditioning='bogus'", "none, concat, acgan"]),
     ("model.scheduler_interval=hourly", ["model.scheduler_interval='hourly'", "epoch or step"]),
     ("loss.n_critic=0", ["loss.n_critic=0", "positive integer"]),
+    ("loss.n_gen=0", ["loss.n_gen=0", "positive integer"]),
     ("callbacks.guard.check_every_n_steps=0", ["callbacks.guard.check_every_n_steps=0"]),
     ("callbacks.samples.every_n_steps=-1", ["callbacks.samples.every_n_steps=-1", ">= 0"]),
     (

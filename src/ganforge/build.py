@@ -46,7 +46,7 @@ def build_module(cfg: DictConfig) -> GANModule:
 def load_module(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[GANModule, DictConfig]:
-    """The module saved in ``path``, in eval mode, with its config.
+    """The module saved in ``path``, in eval mode, with its config and training step.
 
     Architecture mismatches (a checkpoint edited or from another model) are reported with the
     offending parameter names.
@@ -61,4 +61,5 @@ def load_module(
             f"checkpoint {path} does not match the architecture in its config ({details})"
         )
     module.load_state_dict(ckpt["state_dict"])
+    module.on_load_checkpoint(ckpt)  # its training step, for g_step
     return module.to(map_location).eval(), cfg

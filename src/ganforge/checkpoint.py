@@ -45,13 +45,21 @@ def resume_path(ckpt_path: str | None, checkpoint_dir: str | Path | None) -> str
 #: class paths renamed since checkpoints were first written, old -> new (checkpoints store the
 #: config's ``_target_`` strings, not pickled classes, so this is all a rename needs)
 RENAMED_TARGETS = {"ganforge.accel.FastPath": "ganforge.fast_path.FastPath"}
+#: config keys added since checkpoints were first written, with the value every checkpoint
+#: written before them was trained with
+ADDED_KEYS = {("loss", "n_gen"): 1}
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> DictConfig:
-    """The run config stored in a ganforge checkpoint, with renamed class paths updated."""
+    """The run config stored in a ganforge checkpoint, with renamed class paths updated and
+    keys added since it was written filled in."""
     if "ganforge_config" not in ckpt:
         raise GanforgeError(f"{path} was not written by ganforge (no ganforge_config inside)")
-    return OmegaConf.create(_renamed(ckpt["ganforge_config"]))
+    config = _renamed(ckpt["ganforge_config"])
+    for (group, key), value in ADDED_KEYS.items():
+        if isinstance(config.get(group), dict):
+            config[group].setdefault(key, value)
+    return OmegaConf.create(config)
 
 
 def _renamed(node: Any) -> Any:

@@ -11,13 +11,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 
-def total_optimizer_steps(g_steps: int, n_critic: int) -> int:
+def total_optimizer_steps(g_steps: int, n_critic: int, n_gen: int = 1) -> int:
     """Lightning's ``max_steps`` for ``g_steps`` generator iterations (-1 stays unlimited).
 
     Lightning counts every optimizer step in ``global_step``; one generator iteration makes
-    ``n_critic`` discriminator steps and one generator step.
+    ``n_critic`` discriminator steps and ``n_gen`` generator steps.
     """
-    return -1 if g_steps is None or g_steps < 0 else g_steps * (n_critic + 1)
+    return -1 if g_steps is None or g_steps < 0 else g_steps * (n_critic + n_gen)
 
 
 def if_multirun(value: Any, default: Any = None) -> Any:

@@ -1,7 +1,7 @@
 """The keys a run logs for its dashboard, and how W&B is told to plot and summarise them.
 
 Axes. ``train/g_step`` counts generator iterations completed (Lightning's
-``trainer/global_step`` counts every optimizer step, ``n_critic + 1`` per iteration, and the
+``trainer/global_step`` counts every optimizer step, ``n_critic + n_gen`` per iteration, and the
 value Lightning logs under that name is its batch counter, one behind). ``train/kimg`` counts
 thousands of real images shown to the discriminator over all processes, StyleGAN's
 convention: ``n_critic * batch_size * world_size / 1000`` per generator iteration. Every W&B
@@ -94,11 +94,11 @@ def log_to_checkpoint_run(
     ckpt_path: str | Path,
     run_cfg: Any,
     row: Mapping[str, Any],
-    n_critic: int = 1,
+    steps_per_iteration: int = 2,
     what: str = "scores",
 ) -> str | None:
     """Log ``row`` into the W&B run that wrote ``ckpt_path``, at the checkpoint's generator
-    iteration (``n_critic + 1`` optimizer steps each); return the run's id, or None when the
+    iteration (``steps_per_iteration`` optimizer steps each); return the run's id, or None when the
     checkpoint has no run or W&B could not start (a warning: the caller's files are written
     either way).
 
@@ -121,7 +121,7 @@ def log_to_checkpoint_run(
     save_dir = Path(wcfg.get("save_dir") or Path(ckpt_path).resolve().parents[1])
     if not save_dir.is_dir():  # the run folder moved: keep the checkpoint's neighbourhood
         save_dir = Path(ckpt_path).resolve().parents[1]
-    row = {**row, G_STEP: ckpt.get("global_step", 0) // (n_critic + 1)}
+    row = {**row, G_STEP: ckpt.get("global_step", 0) // steps_per_iteration}
     import wandb
 
     for mode in dict.fromkeys((wandb_mode(wcfg.get("mode", "auto")), "offline")):
@@ -152,21 +152,24 @@ def log_eval(
     run_cfg: Any,
     values: Mapping[str, float],
     num_samples: int,
-    n_critic: int = 1,
+    steps_per_iteration: int = 2,
 ) -> str | None:
     """Write ``values`` as ``eval/<name>`` (with ``eval/num_samples``) into the checkpoint's
     W&B run (:func:`log_to_checkpoint_run`); ``metrics.json`` holds them either way."""
     row: dict[str, Any] = {f"eval/{k}": v for k, v in values.items()}
     row["eval/num_samples"] = num_samples
-    return log_to_checkpoint_run(ckpt_path, run_cfg, row, n_critic, "scores")
+    return log_to_checkpoint_run(ckpt_path, run_cfg, row, steps_per_iteration, "scores")
 
 
-def log_interpolation(ckpt_path: str | Path, run_cfg: Any, gif: Path, n_critic: int = 1) -> None:
+def log_interpolation(
+    ckpt_path: str | Path, run_cfg: Any, gif: Path, steps_per_iteration: int = 2
+) -> None:
     """Attach an interpolation GIF from ``src/sample.py`` to the checkpoint's W&B run."""
     import wandb
 
     video = wandb.Video(str(gif), format="gif")
-    log_to_checkpoint_run(ckpt_path, run_cfg, {"interpolation": video}, n_critic, "interpolation")
+    row = {"interpolation": video}
+    log_to_checkpoint_run(ckpt_path, run_cfg, row, steps_per_iteration, "interpolation")
 
 
 def log_image(

@@ -73,7 +73,7 @@ def sample(cfg: DictConfig) -> Path:
             gif = save_gif(interpolation_frames(paths), out / "interpolation.gif", spec.frame_ms)
             log.info("interpolation animation: %s", gif)
             if cfg.get("wandb", True):
-                log_interpolation(ckpt, run_cfg, gif, module.loss.n_critic)
+                log_interpolation(ckpt, run_cfg, gif, module.loss.steps_per_iteration)
         return grid
     images, labels, nrow = sample_images(
         module, cfg.n, cfg.get("nrow"), cfg.seed, _labels(cfg), truncation
@@ -151,7 +151,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         log.info("truncation=%s: scores are not logged to W&B (see metrics.json)", truncation)
     elif cfg.get("wandb", True):
         result["wandb_run_id"] = log_eval(
-            ckpt, run_cfg, values, options["num_samples"], module.loss.n_critic
+            ckpt, run_cfg, values, options["num_samples"], module.loss.steps_per_iteration
         )
     out = Path(cfg.output_file)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,10 @@ class GANLoss(nn.Module):
     """Base of every GAN objective.
 
     Args:
-        n_critic: discriminator updates per generator update.
+        n_critic: discriminator updates per generator iteration.
+        n_gen: generator updates per iteration, after its discriminator updates (2 in the
+            DCGAN-TensorFlow loop the PacGAN and VEEGAN Stacked MNIST runs used, to keep D's
+            loss from reaching zero); 1 is the plain alternation.
         r1_gamma: weight of the R1 penalty on real data (0 turns it off); the penalty enters
             the discriminator loss as ``r1_gamma / 2 * R1``.
         r1_every: lazy R1 (Karras et al. 2020, StyleGAN2): the penalty only on every
@@ -78,10 +81,13 @@ class GANLoss(nn.Module):
         r1_gamma: float = 0.0,
         label_smoothing: float = 0.0,
         r1_every: int = 1,
+        n_gen: int = 1,
     ):
         super().__init__()
         if n_critic < 1:
             raise ValueError(f"loss.n_critic must be >= 1, got {n_critic}")
+        if n_gen < 1:
+            raise ValueError(f"loss.n_gen must be >= 1, got {n_gen}")
         if r1_every < 1:
             raise ValueError(
                 f"loss.r1_every must be >= 1 (1 = R1 on every D update), got {r1_every}"
@@ -94,9 +100,14 @@ class GANLoss(nn.Module):
                 "whose D outputs are not probabilities; use loss=nonsaturating or minimax, "
                 "or set it to 0"
             )
-        self.n_critic = n_critic
+        self.n_critic, self.n_gen = n_critic, n_gen
         self.r1_gamma, self.r1_every = r1_gamma, r1_every
         self.label_smoothing = label_smoothing
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Optimizer steps in one generator iteration: Lightning's ``global_step`` per step."""
+        return self.n_critic + self.n_gen
 
     @property
     def needs_penalty(self) -> bool:

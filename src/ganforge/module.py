@@ -1,10 +1,11 @@
 """The GAN LightningModule: alternating discriminator and generator updates, manual optimization.
 
 Step semantics. One training step consumes one loader batch of ``n_critic * batch_size`` real
-images and makes ``n_critic`` discriminator updates (each on a fresh real batch) and one
-generator update. Lightning counts every optimizer step in ``trainer.global_step``, so a step
-advances it by ``n_critic + 1``; the loggers' step axis counts training steps, which are
-generator iterations. :attr:`GANModule.g_step` gives the generator iteration count.
+images and makes ``n_critic`` discriminator updates (each on a fresh real batch), then
+``n_gen`` generator updates (the loss's counts; both 1 by default). Lightning counts every
+optimizer step in ``trainer.global_step``, so a step advances it by ``n_critic + n_gen``; the
+loggers' step axis counts training steps, which are generator iterations.
+:attr:`GANModule.g_step` gives the generator iteration count.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class GANModule(L.LightningModule):
         self.unrolled_steps = unrolled_steps
         self.unrolled_second_order = unrolled_second_order
         self.log_steps = log_steps
+        self._checkpoint_step = 0  # optimizer steps of a loaded checkpoint, without a trainer
         self.grad_clip_norm = grad_clip_norm
         self.aux_weight = aux_weight
         self.instance_noise = instance_noise
@@ -209,14 +211,19 @@ class GANModule(L.LightningModule):
         return self.generate(z, labels if self.num_classes else None), labels
 
     @property
+    def _optimizer_steps(self) -> int:
+        return self.trainer.global_step if self._trainer else self._checkpoint_step
+
+    @property
     def g_step(self) -> int:
-        """Generator iterations so far (the loggers' step axis)."""
-        return self.trainer.global_step // (self.loss.n_critic + 1) if self._trainer else 0
+        """Generator iterations so far (the loggers' step axis); for a module loaded from a
+        checkpoint outside a trainer, the checkpoint's."""
+        return self._optimizer_steps // self.loss.steps_per_iteration
 
     @property
     def d_step(self) -> int:
         """Discriminator updates so far (lazy R1 counts them)."""
-        return self.trainer.global_step - self.g_step if self._trainer else 0
+        return self._optimizer_steps - self.loss.n_gen * self.g_step
 
     # ------------------------------------------------------------------ training
     def configure_model(self) -> None:
@@ -329,8 +336,6 @@ class GANModule(L.LightningModule):
                 loss = loss + self.aux_weight * acgan_g_class_loss(fake_cls, y)
             self.manual_backward(loss)
             norm = self._clip_and_step(opt)
-        if self.g_ema is not None:
-            self._update_ema(fake.shape[0])
         return {"loss/g": loss.detach(), "grad_norm/g": norm}
 
     def _update_ema(self, batch: int) -> None:
@@ -360,6 +365,11 @@ class GANModule(L.LightningModule):
         fake = self.generator(z, labels)
         d_logs = self.discriminator_step(opt_d, real, labels, fake)
         g_logs = self.generator_step(opt_g, fake, labels, real=real)
+        for _ in range(self.loss.n_gen - 1):
+            # the DCGAN-TensorFlow loop's extra G updates reuse the iteration's noise
+            g_logs = self.generator_step(opt_g, self.generator(z, labels), labels, real=real)
+        if self.g_ema is not None:
+            self._update_ema(fake.shape[0])
         logs = {**d_logs, **g_logs}
         if self.log_steps:
             log_step(self, logs, live_bar=self.fast_path.live_progress_bar)
@@ -382,6 +392,9 @@ class GANModule(L.LightningModule):
         return [ResumeState()]
 
     # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._checkpoint_step = checkpoint.get("global_step", 0)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["ganforge_config"] = self.run_config

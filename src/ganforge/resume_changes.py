@@ -15,6 +15,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 
+from ganforge.checkpoint import checkpoint_config
 from ganforge.errors import GanforgeError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ FIXED = (
     "data",
     "loss._target_",
     "loss.n_critic",
+    "loss.n_gen",
     "trainer.devices",
     "trainer.num_nodes",
 )
@@ -79,10 +81,10 @@ def check_resume_config(ckpt: dict[str, Any], cfg: DictConfig, path: str) -> lis
     """Compare the checkpoint's config with ``cfg``: a :class:`GanforgeError` naming every
     change that cannot be resumed; otherwise the changes that can (applied by
     :class:`ApplyResumeChanges`)."""
-    saved = ckpt.get("ganforge_config")
-    if saved is None:
+    if ckpt.get("ganforge_config") is None:
         log.warning("%s carries no ganforge_config; config changes cannot be checked", path)
         return []
+    saved = OmegaConf.to_container(checkpoint_config(ckpt, path))
     current = OmegaConf.to_container(cfg, resolve=True)
     changes = config_changes(saved, current)
     fixed = [c for c in changes if _under(c[0], FIXED) and not _under(c[0], FREE_DATA)]
@@ -90,8 +92,8 @@ def check_resume_config(ckpt: dict[str, Any], cfg: DictConfig, path: str) -> lis
         listed = ", ".join(f"{k}: {old} -> {new}" for k, old, new in fixed)
         raise GanforgeError(
             f"ckpt_path={path} cannot resume with a changed {listed} (architecture, data, batch "
-            "size, loss, n_critic and devices must stay as the checkpoint was trained); undo "
-            "these overrides, or start a new run without ckpt_path."
+            "size, loss, n_critic, n_gen and devices must stay as the checkpoint was trained); "
+            "undo these overrides, or start a new run without ckpt_path."
         )
     return changes
 

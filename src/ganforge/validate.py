@@ -96,6 +96,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
         "adversarial or feature_matching",
     ),
     "loss.n_critic": POSITIVE_INT,
+    "loss.n_gen": POSITIVE_INT,
     "loss.r1_every": POSITIVE_INT,
     "trainer.max_epochs": STEPS,
     "trainer.num_nodes": POSITIVE_INT,

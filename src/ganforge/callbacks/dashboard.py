@@ -81,7 +81,7 @@ class Dashboard(L.Callback):
             path = best.best_model_path
             ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
             summary["best/ckpt_path"] = str(Path(best.best_model_path).resolve())
-            summary["best/g_step"] = ckpt["global_step"] // (pl_module.loss.n_critic + 1)
+            summary["best/g_step"] = ckpt["global_step"] // pl_module.loss.steps_per_iteration
             summary["best/metric"] = best.monitor
             if best.best_model_score is not None:
                 summary["best/score"] = float(best.best_model_score)
