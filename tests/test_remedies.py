@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from omegaconf import OmegaConf
 from PIL import Image
 
 from ganforge.data.toy import ring_centers
@@ -27,7 +28,7 @@ from ganforge.nets.minibatch import MinibatchDiscrimination, MinibatchStdDev, pa
 from ganforge.run import train
 from ganforge.study.mode_collapse import samples_figure
 from ganforge.unrolled import unrolled_discriminator
-from tests.conftest import compose_config, run_cli
+from tests.conftest import CONF, compose_config, run_cli
 
 LOSSES = ["minimax", "nonsaturating", "nonsaturating_r1", "lsgan", "hinge", "wgan", "wgan_gp"]
 REMEDIES = {
@@ -501,9 +502,13 @@ def test_vanishing_gradients_study_shows_the_minimax_gradient_collapse(tmp_path:
 
 
 def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
-    """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits and
-    is scored by the digit classifier over the 1,000 triples (modes and KL to uniform); the
-    figure shows its samples as an image grid."""
+    """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits with
+    the arm's published settings and is scored by the digit classifier over the 1,000 triples
+    (modes and KL to uniform); the figure shows its samples as an image grid."""
+    shrink = ["data.num_samples=2000", "data.num_val=100"]
+    published = OmegaConf.load(CONF / "study" / "mode_collapse.yaml")
+    arm = [o for o in published.data_overrides.stacked_mnist if not o.startswith("data.num_")]
+    assert "loss.n_gen=2" in arm and "data.batch_size=64" in arm
     out = tmp_path / "study"
     (row,), study = run_mode_collapse_study(
         out,
@@ -513,7 +518,7 @@ def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
         "study.steps=2",
         "study.workers=1",
         "study.num_samples.stacked_mnist=2000",
-        "+study.data_overrides.stacked_mnist=['data.num_samples=2000','data.num_val=100']",
+        "study.data_overrides.stacked_mnist=[" + ",".join(f"'{o}'" for o in arm + shrink) + "]",
     )
     assert row["status"] == "COMPLETED", row["status"]
     assert 1 <= int(row["modes"]) <= 1000 and 0 < float(row["kl_uniform"]) <= math.log(1000)
