@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch.overrides import TorchFunctionMode
 
 from ganforge.build import build_module
+from ganforge.config import total_optimizer_steps
 from ganforge.fast_path import FastPath, accepts_fused, is_compiled
 
 TINY = [
@@ -67,7 +68,7 @@ def fit(cfg: DictConfig, g_steps: int, callbacks=(), seed: int = 0, **trainer_kw
     kwargs = {"logger": False, **trainer_kwargs}
     trainer = hydra.utils.instantiate(
         cfg.trainer,
-        max_steps=g_steps * (cfg.loss.n_critic + 1),
+        max_steps=total_optimizer_steps(g_steps, cfg.loss.n_critic, cfg.loss.n_gen),
         callbacks=list(callbacks),
         **kwargs,
     )
@@ -113,6 +114,34 @@ def test_gpu_preset_trains_on_cpu_with_compile(make_cfg):
     assert is_compiled(module.generator) and is_compiled(module.discriminator)
     assert len(steps.steps) == 2
     assert all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in steps.steps)
+
+
+def test_extra_generator_updates_reuse_the_compiled_graphs_under_bf16(make_cfg):
+    """loss.n_gen=2 with trainer=gpu's options on the CPU: the second G update per iteration
+    runs through the same compiled graphs as the first (no recompile) and really steps G."""
+    graphs, g_opt_steps = {}, {}
+    for n_gen in (1, 2):
+        cfg = make_cfg(
+            "trainer=gpu",
+            "trainer.accelerator=cpu",
+            "+model.fast_path.compile_options.backend=ganforge_test_counting",
+            f"loss.n_gen={n_gen}",
+            *TINY,
+        )
+        torch._dynamo.reset()
+        GRAPHS.clear()
+        steps = StepOutputs()
+        module, trainer = fit(cfg, 3, [steps])
+        assert is_compiled(module.generator) and is_compiled(module.discriminator)
+        assert module.g_step == 3 and module.d_step == 3
+        assert trainer.global_step == 3 * (1 + n_gen)
+        assert all(math.isfinite(v) for s in steps.steps for v in s.values())
+        d_opt, g_opt = trainer.optimizers
+        assert {int(s["step"]) for s in d_opt.state.values()} == {3}
+        g_opt_steps[n_gen] = {int(s["step"]) for s in g_opt.state.values()}
+        graphs[n_gen] = len(GRAPHS)
+    assert g_opt_steps == {1: {3}, 2: {6}}
+    assert graphs[2] == graphs[1] > 0
 
 
 def test_compile_failure_warns_and_falls_back_to_eager(make_cfg):
