@@ -505,7 +505,7 @@ def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits with
     the arm's published settings and is scored by the digit classifier over the 1,000 triples
     (modes and KL to uniform); the figure shows its samples as an image grid."""
-    shrink = ["data.num_samples=2000", "data.num_val=100"]
+    shrink = ["data.num_samples=2000", "data.num_val=100", "data.source=mnist5k"]
     published = OmegaConf.load(CONF / "study" / "mode_collapse.yaml")
     arm = [o for o in published.data_overrides.stacked_mnist if not o.startswith("data.num_")]
     assert "loss.n_gen=2" in arm and "data.batch_size=64" in arm
@@ -523,6 +523,8 @@ def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     assert row["status"] == "COMPLETED", row["status"]
     assert 1 <= int(row["modes"]) <= 1000 and 0 < float(row["kl_uniform"]) <= math.log(1000)
     assert "## stacked_mnist (2000 samples scored per run)" in study
+    assert row["digits"] == "embedded mnist5k (5,000 digits)"
+    assert "Digits stacked: embedded mnist5k (5,000 digits) in 1 job." in study
     assert "VEEGAN Table 2" in study and "PacGAN Table 3" in study
     assert (out / "samples.png").exists()
 

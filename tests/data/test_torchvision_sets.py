@@ -146,6 +146,7 @@ def test_stacked_mnist_from_full_mnist_when_present(tmp_path):
     dm.setup()
     x, y = dm.real_images("train")
     assert x.shape == (64, 3, 28, 28) and y.max() < 1000
+    assert dm.digit_pool == f"full MNIST ({len(images)} digits)"
     digits = torch.from_numpy(images).float().div(127.5).sub(1)
     for img, label in zip(x[:8], y[:8], strict=True):
         for channel, place in zip(img, (100, 10, 1), strict=True):
@@ -158,5 +159,6 @@ def test_stacked_mnist_defaults_to_mnist5k_and_spreads_over_many_modes(tmp_path)
     dm.setup()
     x, y = dm.real_images("train")
     assert x.shape == (3000, 3, 32, 32)
+    assert dm.digit_pool == "embedded mnist5k (5,000 digits)"
     # 3000 draws from 1000 equally likely modes cover about 95% of them
     assert len(y.unique()) > 900

@@ -51,16 +51,20 @@ class StackedMNISTDataModule(ImageDataModule):
         self.root = Path(root)
         self.source = source
         self.num_samples = num_samples
+        #: the digits stacked, once loaded (reports name it: the pool's size changes results)
+        self.digit_pool: str | None = None
 
     def digits(self) -> tuple[Tensor, Tensor]:
         """Single digits as uint8 (N, 1, S, S) and their labels, from the chosen source."""
         full = MNISTDataModule(root=str(self.root), download=False, image_size=self.image_size)
         if self.source == "mnist" or (self.source == "auto" and not full.missing_files()):
-            log.info("stacked_mnist: stacking full MNIST digits from %s", self.root)
-            return full.load_tensors()
-        log.info("stacked_mnist: stacking the embedded mnist5k digits")
-        x, y = load_mnist5k(self.image_size)
-        return to_uint8(x), y
+            x, y = full.load_tensors()
+            self.digit_pool = f"full MNIST ({len(x):,} digits)"
+        else:
+            x, y = load_mnist5k(self.image_size)
+            x, self.digit_pool = to_uint8(x), f"embedded mnist5k ({len(x):,} digits)"
+        log.info("stacked_mnist: stacking %s", self.digit_pool)
+        return x, y
 
     def load_tensors(self) -> tuple[Tensor, Tensor]:
         x, y = self.digits()
