@@ -138,9 +138,10 @@ def test_celeba_trains_from_cache_with_attribute_labels(tmp_path) -> None:
 
 
 def test_streaming_shards_carry_labels_and_truncation_is_named(tmp_path) -> None:
+    ctrl_c = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN under nohup
     shards = folder_shards(tmp_path)
     # writing them leaves the process's Ctrl-C handling as it was (LitData installs its own)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is ctrl_c
     dm = StreamingDataModule(
         path=str(shards), image_size=16, num_classes=2, batch_size=4, num_workers=0
     )
