@@ -75,6 +75,11 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "model.generator.max_width": POSITIVE_INT,
     "model.discriminator.base_width": POSITIVE_INT,
     "model.discriminator.max_width": POSITIVE_INT,
+    **{
+        f"model.{n}.{k}": POSITIVE_INT
+        for n in ("generator", "discriminator")
+        for k in ("kernel_size", "bottom_size")
+    },
     "model.discriminator.dropout": DECAY,
     **{f"model.optimizer_{n}.{k}": v for n in "gd" for k, v in _OPTIMIZER.items()},
     "model.scheduler_interval": (Literal["epoch", "step"], "epoch or step"),

@@ -26,6 +26,7 @@ from ganforge.losses import NonSaturatingLoss
 from ganforge.module import GANModule
 from ganforge.nets import (
     DCGANDiscriminator,
+    DCGANGenerator,
     MLPDiscriminator,
     ResNetDiscriminator,
     ResNetGenerator,
@@ -244,6 +245,78 @@ def test_resnet_rejects_other_sizes_naming_them(size):
         ResNetGenerator(image_size=size)
     with pytest.raises(GanforgeError, match=rf"image_size={size}"):
         ResNetDiscriminator(image_size=size)
+
+
+# ---------------------------------------------------------------- DCGAN shapes
+def _feature_sizes(net: nn.Module, x: Tensor, kind: type[nn.Module]) -> list[tuple[int, ...]]:
+    """(channels, height, width) after every layer of ``kind`` in ``net``'s forward on ``x``."""
+    sizes: list[tuple[int, ...]] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: sizes.append(tuple(out.shape[1:])))
+        for m in net.modules()
+        if isinstance(m, kind)
+    ]
+    net(x)
+    for h in hooks:
+        h.remove()
+    return sizes
+
+
+def test_dcgan_tensorflow_shape_goes_down_to_2x2_with_5x5_kernels():
+    """kernel_size=5, bottom_size=2 at 32x32 is the DCGAN-TensorFlow layout of the published
+    Stacked MNIST rows: G and D have one stage more than the default, 512 channels at 2x2."""
+    shape = {"channels": 3, "image_size": 32, "base_width": 64, "kernel_size": 5, "bottom_size": 2}
+    g, d = DCGANGenerator(**shape), DCGANDiscriminator(**shape)
+    images = g(torch.randn(4, 100))
+    assert images.shape == (4, 3, 32, 32)
+    assert _feature_sizes(g, torch.randn(4, 100), nn.ConvTranspose2d) == [
+        (512, 2, 2), (256, 4, 4), (128, 8, 8), (64, 16, 16), (3, 32, 32)
+    ]  # fmt: skip
+    assert _feature_sizes(d, images, nn.Conv2d) == [
+        (64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)
+    ]  # fmt: skip
+    assert {m.kernel_size for m in d.modules() if isinstance(m, nn.Conv2d)} == {(5, 5)}
+    assert d.head.linear.in_features == 512 * 2 * 2
+    assert d(images).shape == (4,)
+    default = DCGANDiscriminator(channels=3, image_size=32, base_width=64)
+    assert _feature_sizes(default, images, nn.Conv2d)[-1] == (256, 4, 4)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 4, 5, 6, 7])
+@pytest.mark.parametrize("bottom_size", [1, 2, 4])
+def test_dcgan_stages_halve_and_double_exactly_for_any_kernel(kernel_size, bottom_size):
+    shape = {"image_size": 16, "base_width": 2, "kernel_size": kernel_size}
+    g = DCGANGenerator(latent_dim=4, bottom_size=bottom_size, **shape)
+    d = DCGANDiscriminator(bottom_size=bottom_size, **shape)
+    sides = [s[-1] for s in _feature_sizes(g, torch.randn(2, 4), nn.ConvTranspose2d)]
+    assert sides == [bottom_size * 2**i for i in range(len(sides))] and sides[-1] == 16
+    images = g(torch.randn(2, 4))
+    assert [s[-1] for s in _feature_sizes(d, images, nn.Conv2d)] == sides[-2::-1]
+    assert d(images).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("bottom_size", 3, "bottom_size=3"), ("bottom_size", 8, "bottom_size=8"),
+     ("kernel_size", 1, "kernel_size >= 2, got 1")],
+)  # fmt: skip
+def test_dcgan_rejects_shape_options_naming_the_value(option, value, message):
+    for net in (DCGANGenerator, DCGANDiscriminator):
+        with pytest.raises(ValueError, match=message):
+            net(image_size=32, **{option: value})
+
+
+def test_the_default_dcgan_keeps_its_layout_and_parameter_count():
+    """The shape options default to the PyTorch DCGAN: 4x4 kernels down to 4x4, so older
+    checkpoints still load into the default nets."""
+    g = DCGANGenerator(channels=1, image_size=32, base_width=64)
+    d = DCGANDiscriminator(channels=1, image_size=32, base_width=64)
+    assert sum(p.numel() for p in g.parameters()) == 1_066_881
+    assert sum(p.numel() for p in d.parameters()) == 661_313
+    explicit = DCGANGenerator(
+        channels=1, image_size=32, base_width=64, kernel_size=4, bottom_size=4
+    )
+    assert explicit.state_dict().keys() == g.state_dict().keys()
 
 
 SMALL_DISCRIMINATORS = {
