@@ -98,13 +98,26 @@ def test_gpu_preset_composes_the_fast_path(make_cfg):
     assert plain.discriminator.body[2].weight.is_contiguous()
 
 
-def test_gpu_preset_trains_on_cpu_with_compile(make_cfg):
+#: the Stacked MNIST study arm's DCGAN-TensorFlow layout and uniform prior
+TF_DCGAN = [
+    "model.latent_prior=uniform",
+    *(
+        f"model.{net}.{key}"
+        for net in ("generator", "discriminator")
+        for key in ("kernel_size=5", "bottom_size=2")
+    ),
+]
+
+
+@pytest.mark.parametrize("layout", [[], TF_DCGAN], ids=["default", "tf_dcgan_uniform"])
+def test_gpu_preset_trains_on_cpu_with_compile(make_cfg, layout):
     """trainer=gpu's options, moved to the CPU: bf16 autocast, channels_last, compiled nets."""
     cfg = make_cfg(
         "trainer=gpu",
         "trainer.accelerator=cpu",
         "+model.fast_path.compile_options.backend=ganforge_test_counting",
         *TINY,
+        *layout,
     )
     torch._dynamo.reset()
     GRAPHS.clear()

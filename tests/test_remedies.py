@@ -389,9 +389,12 @@ def test_every_remedy_trains_with_every_loss(tmp_path, remedy: str, loss: str) -
 
 
 @pytest.mark.parametrize(
-    "minibatch", ["stddev", "{kind:discrimination,num_kernels:4,kernel_dim:3}"]
+    ("minibatch", "prior"),
+    [("stddev", "normal"), ("{kind:discrimination,num_kernels:4,kernel_dim:3}", "uniform")],
 )
-def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path, minibatch: str) -> None:
+def test_all_remedies_together_train_under_ddp_and_resume(
+    tmp_path: Path, minibatch: str, prior: str
+) -> None:
     common = [
         *TOY,
         "logger=csv",
@@ -407,6 +410,7 @@ def test_all_remedies_together_train_under_ddp_and_resume(tmp_path: Path, miniba
         f"model.discriminator.minibatch={minibatch}",
         "model.unrolled_steps=2",
         "model.g_objective=feature_matching",
+        f"model.latent_prior={prior}",
     ]
     out = tmp_path / "run"
     train(compose_config([*common, "trainer=ddp_sim", "max_g_steps=2"], out))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ganforge.atomic import atomic_torch_save, remove_partial_files
+from ganforge.errors import GanforgeError
 from ganforge.run import train
 from tests.conftest import QUIET_RUN, TINY_DCGAN, compose_config, run_cli
 
@@ -67,24 +68,55 @@ def test_resume_trains_with_the_new_learning_rate_and_says_so(tmp_path: Path, ca
     assert schedulers[0]["gamma"] == 0.1
 
 
-def test_a_checkpoint_from_before_n_gen_existed_resumes_and_says_no_change(
+ADDED_SINCE = [
+    ("loss", "n_gen"),
+    ("model", "latent_prior"),
+    *(
+        (f"model.{net}", key)
+        for net in ("generator", "discriminator")
+        for key in ("kernel_size", "bottom_size")
+    ),
+]
+
+
+def test_a_checkpoint_from_before_the_added_keys_resumes_and_says_no_change(
     tmp_path: Path, caplog
 ) -> None:
-    """Checkpoints written before ``loss.n_gen`` was added were trained with one G update per
-    iteration: resuming one is not a change of a fixed key (which would refuse the resume)."""
+    """Checkpoints written before ``loss.n_gen``, ``model.latent_prior`` and DCGAN's
+    ``kernel_size``/``bottom_size`` were added were trained with their defaults: resuming one
+    is not a change of a fixed key (which would refuse the resume)."""
     first = tmp_path / "first"
     train(compose_config([*TINY, "max_g_steps=2"], first))
     last = first / "checkpoints" / "last.ckpt"
     old = torch.load(last, weights_only=False)
-    del old["ganforge_config"]["loss"]["n_gen"]
+    for path, key in ADDED_SINCE:
+        node = old["ganforge_config"]
+        for part in path.split("."):
+            node = node[part]
+        del node[key]
     torch.save(old, last)
 
     second = tmp_path / "second"
     with caplog.at_level(logging.INFO, logger="ganforge.resume_changes"):
         train(compose_config([*TINY, "max_g_steps=3", f"ckpt_path={last}"], second))
-    assert not any("n_gen" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(key in m for m in messages for _, key in ADDED_SINCE), messages
     resumed = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["global_step"] == 3 * 2
+
+
+def test_resuming_with_another_latent_prior_is_refused_naming_it(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(compose_config([*TINY, "max_g_steps=1"], first))
+    last = first / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    cfg = compose_config(
+        [*TINY, "max_g_steps=2", f"ckpt_path={last}", "model.latent_prior=uniform"],
+        tmp_path / "second",
+    )
+    with pytest.raises(GanforgeError, match=r"model.latent_prior: normal -> uniform"):
+        train(cfg)
+    assert last.read_bytes() == before
 
 
 def test_issue_resume_with_a_huge_learning_rate_diverges_at_once(tmp_path: Path) -> None:

@@ -45,9 +45,28 @@ def resume_path(ckpt_path: str | None, checkpoint_dir: str | Path | None) -> str
 #: class paths renamed since checkpoints were first written, old -> new (checkpoints store the
 #: config's ``_target_`` strings, not pickled classes, so this is all a rename needs)
 RENAMED_TARGETS = {"ganforge.accel.FastPath": "ganforge.fast_path.FastPath"}
-#: config keys added since checkpoints were first written, with the value every checkpoint
-#: written before them was trained with
-ADDED_KEYS = {("loss", "n_gen"): 1}
+#: config keys added since checkpoints were first written: (node, key, the value every checkpoint
+#: written before it was trained with, the class name the node must build, or None for any)
+ADDED_KEYS: tuple[tuple[str, str, Any, str | None], ...] = (
+    ("loss", "n_gen", 1, None),
+    ("model", "latent_prior", "normal", "GANModule"),
+    *(
+        (f"model.{net}", key, 4, f"DCGAN{net.title()}")
+        for net in ("generator", "discriminator")
+        for key in ("kernel_size", "bottom_size")
+    ),
+)
+
+
+def _fill_added_keys(config: dict[str, Any]) -> None:
+    for path, key, value, cls in ADDED_KEYS:
+        node: Any = config
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        if cls is None or str(node.get("_target_", "")).rsplit(".", 1)[-1] == cls:
+            node.setdefault(key, value)
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> DictConfig:
@@ -56,9 +75,7 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> 
     if "ganforge_config" not in ckpt:
         raise GanforgeError(f"{path} was not written by ganforge (no ganforge_config inside)")
     config = _renamed(ckpt["ganforge_config"])
-    for (group, key), value in ADDED_KEYS.items():
-        if isinstance(config.get(group), dict):
-            config[group].setdefault(key, value)
+    _fill_added_keys(config)
     return OmegaConf.create(config)
 
 

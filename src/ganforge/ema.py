@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import AveragedModel
 
+from ganforge.noise import latent_noise
+
 
 @torch.no_grad()
 def ema_update(averaged: AveragedModel, current: nn.Module, decay: float, first: bool) -> None:
@@ -71,6 +73,7 @@ def standing_stats(
     batches: int = 8,
     batch_size: int = 256,
     seed: int = 0,
+    prior: str = "normal",
 ) -> nn.Module:
     """A copy of generator ``net`` whose BatchNorm running statistics are the exact means over
     ``batches`` batches of its own outputs on fixed noise (and uniform labels), in eval mode.
@@ -88,7 +91,7 @@ def standing_stats(
     standing.train()
     gen = torch.Generator().manual_seed(seed)
     for _ in range(batches):
-        z = torch.randn(batch_size, latent_dim, generator=gen).to(device)
+        z = latent_noise(batch_size, latent_dim, gen, prior=prior).to(device)
         y = torch.randint(num_classes, (batch_size,), generator=gen) if num_classes else None
         standing(z, None if y is None else y.to(device))
     for bn, momentum in zip(bns, momenta, strict=True):

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
 from ganforge.module import GANModule
+from ganforge.noise import latent_noise
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def sampler_of(module: GANModule) -> nn.Module:
 def example_inputs(module: GANModule, n: int = 2, seed: int = 0) -> tuple[Tensor, ...]:
     """Noise (and labels for conditional models) to trace with and to compare outputs on."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, module.latent_dim, generator=gen)
+    z = latent_noise(n, module.latent_dim, gen, prior=module.latent_prior)
     if not module.num_classes:
         return (z,)
     return z, torch.randint(module.num_classes, (n,), generator=gen)
@@ -99,7 +100,11 @@ def write_signature(module: GANModule, images: Tensor, path: str | Path) -> Path
     path = Path(path)
     signature = {
         "inputs": {
-            "z": {"shape": ["N", module.latent_dim], "dtype": "float32"},
+            "z": {
+                "shape": ["N", module.latent_dim],
+                "dtype": "float32",
+                "prior": module.latent_prior,
+            },
             **({"y": {"shape": ["N"], "dtype": "int64"}} if module.num_classes else {}),
         },
         "num_classes": module.num_classes,

@@ -24,7 +24,7 @@ from ganforge.fast_path import FastPath, eager_forward, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
 from ganforge.nets.base import split_output
 from ganforge.nets.features import capture_output
-from ganforge.noise import latent_noise
+from ganforge.noise import check_prior, latent_noise
 from ganforge.pixels import class_rows
 from ganforge.resume import ResumeState
 from ganforge.step_logs import grad_norm, log_step
@@ -65,6 +65,8 @@ class GANModule(L.LightningModule):
         instance_noise: std of Gaussian noise added to D's inputs, decaying linearly to zero
             over ``instance_noise_steps`` generator iterations (Sonderby et al. 2016).
         d_augment: differentiable augmentation applied to real and fake batches before D.
+        latent_prior: the distribution of ``z`` (:data:`ganforge.noise.LATENT_PRIORS`), for
+            training, sampling and the fixed noise.
         num_fixed_samples: size of the fixed noise batch used for sample grids.
         noise_seed: seed of the fixed noise batch (independent of the global seed).
         conditioning: how labels enter the networks (``none``, ``concat``, ``acgan``,
@@ -101,6 +103,7 @@ class GANModule(L.LightningModule):
         instance_noise: float = 0.0,
         instance_noise_steps: int = 10_000,
         d_augment: Callable[[Tensor], Tensor] | None = None,
+        latent_prior: str = "normal",
         num_fixed_samples: int = 64,
         noise_seed: int = 1234,
         conditioning: str = "none",
@@ -138,6 +141,7 @@ class GANModule(L.LightningModule):
         self.d_augment = d_augment
         self.conditioning = conditioning
         self.latent_dim: int = generator.latent_dim
+        self.latent_prior = check_prior(latent_prior)
         self.num_classes: int = getattr(generator, "num_classes", 0) or 0
         self.fast_path = fast_path or FastPath()
         for net in (generator, discriminator):
@@ -157,9 +161,8 @@ class GANModule(L.LightningModule):
         else:
             fixed_labels = torch.zeros(num_fixed_samples, dtype=torch.long)
         gen = torch.Generator().manual_seed(noise_seed)
-        self.register_buffer(
-            "fixed_noise", torch.randn(len(fixed_labels), self.latent_dim, generator=gen)
-        )
+        fixed_noise = latent_noise(len(fixed_labels), self.latent_dim, gen, prior=latent_prior)
+        self.register_buffer("fixed_noise", fixed_noise)
         self.register_buffer("fixed_labels", fixed_labels)
         #: the composed run configuration, stored in checkpoints so tools can rebuild the model.
         self.run_config: dict[str, Any] | None = None
@@ -176,7 +179,9 @@ class GANModule(L.LightningModule):
             return self.g_ema.module
         updates = (int(self.g_ema.n_averaged), self.g_ema.n_averaged.device)
         if self._standing is None or self._standing[0] != updates:
-            net = standing_stats(self.g_ema.module, self.latent_dim, self.num_classes)
+            net = standing_stats(
+                self.g_ema.module, self.latent_dim, self.num_classes, prior=self.latent_prior
+            )
             self._standing = (updates, net)
         return self._standing[1]
 
@@ -205,7 +210,7 @@ class GANModule(L.LightningModule):
         Noise comes from ``generator`` (a CPU ``torch.Generator``) when given, so sampling
         leaves the global RNG stream, and thus training, untouched.
         """
-        z = latent_noise(n, self.latent_dim, generator, truncation)
+        z = latent_noise(n, self.latent_dim, generator, truncation, self.latent_prior)
         if self.num_classes and labels is None:
             labels = torch.randint(self.num_classes, (n,), generator=generator)
         return self.generate(z, labels if self.num_classes else None), labels
@@ -261,6 +266,10 @@ class GANModule(L.LightningModule):
         forward = eager_forward(self.discriminator)
         return lambda x: split_output(forward(x, y))[0]
 
+    def _noise(self, n: int) -> Tensor:
+        """Training noise: ``n`` draws from the prior, from the global (per-rank) RNG stream."""
+        return latent_noise(n, self.latent_dim, None, prior=self.latent_prior, device=self.device)
+
     def _labels(self, y: Tensor) -> Tensor | None:
         return y if self.num_classes else None
 
@@ -288,7 +297,7 @@ class GANModule(L.LightningModule):
         """One discriminator update on a real batch and a fake batch (fresh unless given)."""
         with self.toggled_optimizer(opt):
             if fake is None:
-                z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+                z = self._noise(real.shape[0])
                 with torch.no_grad():
                     fake = self.generator(z, y)
             fake = fake.detach()
@@ -361,7 +370,7 @@ class GANModule(L.LightningModule):
         # The last critic step's fake batch, made with its graph, also serves G's update, as in
         # the DCGAN reference loop: one generator forward per step fewer.
         real, labels = chunks[-1][0], self._labels(chunks[-1][1])
-        z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+        z = self._noise(real.shape[0])
         fake = self.generator(z, labels)
         d_logs = self.discriminator_step(opt_d, real, labels, fake)
         g_logs = self.generator_step(opt_g, fake, labels, real=real)

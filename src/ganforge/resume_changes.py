@@ -26,6 +26,7 @@ FIXED = (
     "model.generator",
     "model.discriminator",
     "model.conditioning",
+    "model.latent_prior",
     "model.scheduler_g._target_",
     "model.scheduler_d._target_",
     "model.optimizer_g._target_",

@@ -74,7 +74,7 @@ def sample_images(
     present); the same seed gives the same images."""
     n, nrow, y = grid_layout(n, nrow, module.num_classes, labels)
     gen = torch.Generator().manual_seed(seed)
-    z = latent_noise(n, module.latent_dim, gen, truncation)
+    z = latent_noise(n, module.latent_dim, gen, truncation, module.latent_prior)
     return generate_batched(module, z, y), y, nrow
 
 
@@ -128,8 +128,14 @@ def interpolate(
             f"interpolation needs paths >= 1 and steps >= 2, got paths={paths}, steps={steps}"
         )
     gen = torch.Generator().manual_seed(seed)
-    z0, z1 = latent_noise(2 * paths, module.latent_dim, gen, truncation).chunk(2)
-    z = slerp(z0, z1, torch.linspace(0, 1, steps)).flatten(0, 1)
+    z0, z1 = latent_noise(2 * paths, module.latent_dim, gen, truncation, module.latent_prior).chunk(
+        2
+    )
+    t = torch.linspace(0, 1, steps)
+    if module.latent_prior == "uniform":  # the cube is convex: straight paths stay inside it
+        z = torch.lerp(z0[:, None], z1[:, None], t[None, :, None]).flatten(0, 1)
+    else:
+        z = slerp(z0, z1, t).flatten(0, 1)
     y = requested_labels(labels, paths, module.num_classes)
     if module.num_classes and y is None:
         y = torch.arange(paths) % module.num_classes

@@ -92,6 +92,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "model.instance_noise": NON_NEGATIVE_FLOAT,
     "model.instance_noise_steps": POSITIVE_INT,
     "model.num_fixed_samples": POSITIVE_INT,
+    "model.latent_prior": (Literal["normal", "uniform"], "normal or uniform"),
     "model.discriminator.pack": POSITIVE_INT,
     "model.unrolled_steps": NON_NEGATIVE_INT,
     "model.unrolled_second_order": BOOL,

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from ganforge.losses import MinimaxLoss, NonSaturatingLoss
 from ganforge.module import GANModule, grad_norm
+from ganforge.noise import latent_noise
 from ganforge.study.jobs import compose_train, fit, machine
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def train_d_against_fixed_g(module: GANModule, job_data, cfg: DictConfig) -> lis
     """Train D alone against the frozen G; log G's gradient norms as D grows confident."""
     study = cfg.study
     gen = torch.Generator().manual_seed(study.seed)
-    z = torch.randn(study.batch_size, module.latent_dim, generator=gen)
+    z = latent_noise(study.batch_size, module.latent_dim, gen, prior=module.latent_prior)
     real_all = job_data.load_tensors()[0]
     opt = torch.optim.Adam(module.discriminator.parameters(), lr=study.d_lr, betas=(0.5, 0.999))
     ns = LOSSES["nonsaturating"]
@@ -63,7 +64,8 @@ def train_d_against_fixed_g(module: GANModule, job_data, cfg: DictConfig) -> lis
             rows.append({"d_step": step, **g_grad_norms(module, z)})
         idx = torch.randint(len(real_all), (study.batch_size,), generator=gen)
         with torch.no_grad():
-            fake = module.generator(torch.randn(study.batch_size, module.latent_dim), None)
+            z_d = latent_noise(study.batch_size, module.latent_dim, None, prior=module.latent_prior)
+            fake = module.generator(z_d, None)
         loss = ns.d_loss(module.discriminator(real_all[idx]), module.discriminator(fake))
         opt.zero_grad(set_to_none=True)
         loss.backward()
