@@ -119,7 +119,8 @@ def interpolate(
     labels: Labels = None,
     truncation: float | None = None,
 ) -> Tensor:
-    """Images (paths, steps, C, H, W) along spherical paths between random latent pairs.
+    """Images (paths, steps, C, H, W) along paths between random latent pairs: spherical for
+    the normal prior, straight for the uniform one (its cube is convex, the lines stay inside).
 
     Conditional models keep one class per path: ``labels`` when given, else classes in turn.
     """
@@ -128,11 +129,10 @@ def interpolate(
             f"interpolation needs paths >= 1 and steps >= 2, got paths={paths}, steps={steps}"
         )
     gen = torch.Generator().manual_seed(seed)
-    z0, z1 = latent_noise(2 * paths, module.latent_dim, gen, truncation, module.latent_prior).chunk(
-        2
-    )
+    z = latent_noise(2 * paths, module.latent_dim, gen, truncation, module.latent_prior)
+    z0, z1 = z.chunk(2)
     t = torch.linspace(0, 1, steps)
-    if module.latent_prior == "uniform":  # the cube is convex: straight paths stay inside it
+    if module.latent_prior == "uniform":
         z = torch.lerp(z0[:, None], z1[:, None], t[None, :, None]).flatten(0, 1)
     else:
         z = slerp(z0, z1, t).flatten(0, 1)
