@@ -512,7 +512,8 @@ def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     shrink = ["data.num_samples=2000", "data.num_val=100", "data.source=mnist5k"]
     published = OmegaConf.load(CONF / "study" / "mode_collapse.yaml")
     arm = [o for o in published.data_overrides.stacked_mnist if not o.startswith("data.num_")]
-    assert "loss.n_gen=2" in arm and "data.batch_size=64" in arm
+    assert {"loss.n_gen=2", "data.batch_size=64", "model.latent_prior=uniform"} <= set(arm)
+    assert {"model.generator.bottom_size=2", "model.discriminator.kernel_size=5"} <= set(arm)
     out = tmp_path / "study"
     (row,), study = run_mode_collapse_study(
         out,
