@@ -444,8 +444,11 @@ def test_bad_remedy_option_is_one_clear_error_naming_the_key(tmp_path, override,
 
 # ------------------------------------------------------------------ the study command
 def run_mode_collapse_study(out: Path, *overrides: str) -> tuple[list[dict[str, str]], str]:
-    """Run ``src/study.py study=mode_collapse`` into ``out``; its results.csv rows and study.md."""
-    args = ["src/study.py", "study=mode_collapse", *overrides, f"hydra.run.dir={out}"]
+    """Run ``src/study.py`` (``study=mode_collapse`` unless a ``study=`` override is given) into
+    ``out``; its results.csv rows and study.md."""
+    if not any(o.startswith("study=") for o in overrides):
+        overrides = ("study=mode_collapse", *overrides)
+    args = ["src/study.py", *overrides, f"hydra.run.dir={out}"]
     result = run_cli(args, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     with (out / "results.csv").open() as f:
@@ -505,25 +508,51 @@ def test_vanishing_gradients_study_shows_the_minimax_gradient_collapse(tmp_path:
     assert (out / "grad_norms.png").exists() and (out / "training_curves.png").exists()
 
 
+def stacked_mnist_arm() -> list[str]:
+    """The study's Stacked MNIST overrides (its published settings), as the jobs receive them."""
+    published = OmegaConf.load(CONF / "study" / "mode_collapse.yaml")
+    return list(published.data_overrides.stacked_mnist)
+
+
+@pytest.mark.parametrize(("variant", "images"), [("gan", 64), ("pacgan2", 128), ("pacgan4", 256)])
+def test_stacked_mnist_batches_hold_64_packed_samples(tmp_path, variant, images) -> None:
+    """The PacGAN code's batch is 64 of D's packed inputs: 64 x pack images per side."""
+    from ganforge.study.mode_collapse import job_overrides
+
+    study = OmegaConf.load(CONF / "study" / "mode_collapse.yaml")
+    overrides = job_overrides(study, "stacked_mnist", 0, list(study.variants[variant]))
+    cfg = compose_config([*overrides, "data.source=mnist5k"], tmp_path)
+    assert cfg.data.batch_size == images
+    assert cfg.data.batch_size // cfg.model.discriminator.pack == 64
+    assert cfg.model.latent_prior == "uniform" and cfg.model.generator.bottom_size == 2
+
+
 def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:
     """The Stacked MNIST arm of the study, shrunk: a job trains on stacked embedded digits with
     the arm's published settings and is scored by the digit classifier over the 1,000 triples
-    (modes and KL to uniform); the figure shows its samples as an image grid."""
+    (modes and KL to uniform); the figure shows its samples as an image grid. The shrunk study
+    extends the real one through Hydra's search path, as a user's own study config would."""
     shrink = ["data.num_samples=2000", "data.num_val=100", "data.source=mnist5k"]
-    published = OmegaConf.load(CONF / "study" / "mode_collapse.yaml")
-    arm = [o for o in published.data_overrides.stacked_mnist if not o.startswith("data.num_")]
-    assert {"loss.n_gen=2", "data.batch_size=64", "model.latent_prior=uniform"} <= set(arm)
+    arm = [o for o in stacked_mnist_arm() if not o.startswith("data.num_")]
+    assert {"loss.n_gen=2", "model.latent_prior=uniform"} <= set(arm)
     assert {"model.generator.bottom_size=2", "model.discriminator.kernel_size=5"} <= set(arm)
+    conf = tmp_path / "conf" / "study"
+    conf.mkdir(parents=True)
+    entries = "".join(f"    - {o}\n".replace("${", "\\${") for o in arm + shrink)
+    (conf / "small_stacked.yaml").write_text(
+        f"defaults:\n  - mode_collapse\n  - _self_\ndata_overrides:\n  stacked_mnist:\n{entries}"
+    )
     out = tmp_path / "study"
     (row,), study = run_mode_collapse_study(
         out,
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        "study=small_stacked",
         "study.datasets=[stacked_mnist]",
         "study.only=[gan]",
         "study.seeds=1",
         "study.steps=2",
         "study.workers=1",
         "study.num_samples.stacked_mnist=2000",
-        "study.data_overrides.stacked_mnist=[" + ",".join(f"'{o}'" for o in arm + shrink) + "]",
     )
     assert row["status"] == "COMPLETED", row["status"]
     assert 1 <= int(row["modes"]) <= 1000 and 0 < float(row["kl_uniform"]) <= math.log(1000)

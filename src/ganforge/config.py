@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ def total_optimizer_steps(g_steps: int, n_critic: int, n_gen: int = 1) -> int:
     return -1 if g_steps is None or g_steps < 0 else g_steps * (n_critic + n_gen)
 
 
+def product(*factors: int) -> int:
+    """The product of the factors, for sizes one config derives from another: the study's
+    Stacked MNIST batch counts PacGAN's packed samples, ``${mul:64,${model.discriminator.pack}}``
+    images."""
+    return math.prod(factors)
+
+
 def if_multirun(value: Any, default: Any = None) -> Any:
     """``value`` inside a Hydra multirun job, ``default`` in a single run (e.g. W&B groups)."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -30,6 +38,7 @@ def register_resolvers() -> None:
     """Register ganforge's resolvers once (safe to call repeatedly)."""
     resolvers = {
         "gan_steps": total_optimizer_steps,
+        "mul": product,
         "if_multirun": if_multirun,
         "basename": lambda path: Path(path).name,
     }

@@ -101,20 +101,16 @@ def run(cfg: DictConfig) -> Path:
     study = cfg.study
     torch.set_num_threads(study.threads)
     specs = [
-        JobSpec(data, name, seed, overrides, str(out / data / name / f"seed{seed}"))
+        JobSpec(
+            data,
+            name,
+            seed,
+            job_overrides(study, data, seed, extra),
+            str(out / data / name / f"seed{seed}"),
+        )
         for data in study.datasets
         for name, extra in variants(study).items()
         for seed in range(study.seeds)
-        for overrides in [
-            [
-                f"data={data}",
-                f"seed={seed}",
-                f"max_g_steps={study.steps}",
-                *study.overrides,
-                *study.get("data_overrides", {}).get(data, []),
-                *extra,
-            ]
-        ]
     ]
     scoring = (dict(study.num_samples), study.threshold, study.min_count)
     header = machine()
@@ -204,6 +200,18 @@ def run_one(
     row.update(scores, status="COMPLETED", wall_s=round(job.wall_s, 1), digits=digits)
     log.info("%s: %s (%.0f s)", spec.key, scores, job.wall_s)
     return row, samples, getattr(job.datamodule, "centers", None)
+
+
+def job_overrides(study: DictConfig, data: str, seed: int, extra: list[str]) -> list[str]:
+    """The train config overrides of one job: the study's, the dataset's arm, the variant's."""
+    return [
+        f"data={data}",
+        f"seed={seed}",
+        f"max_g_steps={study.steps}",
+        *study.overrides,
+        *study.get("data_overrides", {}).get(data, []),
+        *extra,
+    ]
 
 
 def variants(study: DictConfig) -> dict[str, Any]:
