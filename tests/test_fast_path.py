@@ -98,9 +98,10 @@ def test_gpu_preset_composes_the_fast_path(make_cfg):
     assert plain.discriminator.body[2].weight.is_contiguous()
 
 
-#: the Stacked MNIST study arm's DCGAN-TensorFlow layout and uniform prior
+#: the Stacked MNIST study arm's DCGAN-TensorFlow layout, output range and uniform prior
 TF_DCGAN = [
     "model.latent_prior=uniform",
+    "model.generator.output_range=[-3,1]",
     *(
         f"model.{net}.{key}"
         for net in ("generator", "discriminator")

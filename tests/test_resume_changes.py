@@ -71,6 +71,7 @@ def test_resume_trains_with_the_new_learning_rate_and_says_so(tmp_path: Path, ca
 ADDED_SINCE = [
     ("loss", "n_gen"),
     ("model", "latent_prior"),
+    ("model.generator", "output_range"),
     *(
         (f"model.{net}", key)
         for net in ("generator", "discriminator")

@@ -55,6 +55,10 @@ ADDED_KEYS: tuple[tuple[str, str, Any, str | None], ...] = (
         for net in ("generator", "discriminator")
         for key in ("kernel_size", "bottom_size")
     ),
+    *(
+        ("model.generator", "output_range", [-1, 1], cls)
+        for cls in ("DCGANGenerator", "MLPGenerator", "ResNetGenerator")
+    ),
 )
 
 

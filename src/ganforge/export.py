@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
 from ganforge.module import GANModule
+from ganforge.nets.base import as_images
 from ganforge.noise import latent_noise
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class UnconditionalSampler(nn.Module):
         self.generator = generator
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.generator(z)
+        return as_images(self.generator, self.generator(z))
 
 
 class ConditionalSampler(nn.Module):
@@ -43,7 +44,7 @@ class ConditionalSampler(nn.Module):
         self.generator = generator
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
-        return self.generator(z, y)
+        return as_images(self.generator, self.generator(z, y))
 
 
 def sampler_of(module: GANModule) -> nn.Module:

@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 from ganforge.ema import ema_beta, ema_update, has_batchnorm, standing_stats
 from ganforge.fast_path import FastPath, eager_forward, is_compiled
 from ganforge.losses import GANLoss, acgan_d_class_loss, acgan_g_class_loss, feature_matching_loss
-from ganforge.nets.base import split_output
+from ganforge.nets.base import as_images, split_output
 from ganforge.nets.features import capture_output
 from ganforge.noise import check_prior, latent_noise
 from ganforge.pixels import class_rows
@@ -193,7 +193,7 @@ class GANModule(L.LightningModule):
         was_training = g.training
         g.eval()
         try:
-            return g(z.to(self.device), None if y is None else y.to(self.device))
+            return as_images(g, g(z.to(self.device), None if y is None else y.to(self.device)))
         finally:
             g.train(was_training)
 

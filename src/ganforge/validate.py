@@ -93,6 +93,10 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "model.instance_noise_steps": POSITIVE_INT,
     "model.num_fixed_samples": POSITIVE_INT,
     "model.latent_prior": (Literal["normal", "uniform"], "normal or uniform"),
+    "model.generator.output_range": (
+        tuple[float, float],
+        "two numbers [lo, hi] with lo <= -1 and hi >= 1, e.g. [-3, 1]",
+    ),
     "model.discriminator.pack": POSITIVE_INT,
     "model.unrolled_steps": NON_NEGATIVE_INT,
     "model.unrolled_second_order": BOOL,

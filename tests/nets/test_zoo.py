@@ -28,11 +28,13 @@ from ganforge.nets import (
     DCGANDiscriminator,
     DCGANGenerator,
     MLPDiscriminator,
+    MLPGenerator,
     ResNetDiscriminator,
     ResNetGenerator,
     VectorDiscriminator,
     VectorGenerator,
 )
+from ganforge.nets.base import TanhOutput, as_images
 from ganforge.run import train
 from tests.conftest import CONF, compose_config
 
@@ -317,6 +319,55 @@ def test_the_default_dcgan_keeps_its_layout_and_parameter_count():
         channels=1, image_size=32, base_width=64, kernel_size=4, bottom_size=4
     )
     assert explicit.state_dict().keys() == g.state_dict().keys()
+
+
+IMAGE_GENERATORS = {
+    "dcgan": partial(DCGANGenerator, latent_dim=4, image_size=16, base_width=2),
+    "mlp": partial(MLPGenerator, latent_dim=4, image_size=8, hidden=(4,)),
+    "resnet": partial(ResNetGenerator, latent_dim=4, base_width=2),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_GENERATORS))
+def test_output_range_stretches_tanh_and_images_are_clamped(arch):
+    """output_range=[-3, 1] maps tanh's centre to black (-1) and its asymptotes to -3 and 1;
+    the default is tanh itself; images made from either are in [-1, 1]."""
+    make = IMAGE_GENERATORS[arch]
+    torch.manual_seed(0)
+    plain = make()
+    torch.manual_seed(0)
+    wide = make(output_range=[-3, 1])
+    assert plain.output_range == (-1.0, 1.0) and wide.output_range == (-3.0, 1.0)
+    assert plain.state_dict().keys() == wide.state_dict().keys()
+    z = torch.randn(6, 4) * 3
+    with torch.no_grad():
+        a, b = plain.eval()(z), wide.eval()(z)
+    torch.testing.assert_close(b, 2 * a - 1)  # the same net, tanh stretched
+    assert float(a.abs().max()) <= 1
+    assert as_images(wide, b).min() >= -1 and torch.equal(as_images(plain, a), a)
+    for x, lo_hi in ((0.0, -1.0), (50.0, 1.0), (-50.0, -3.0)):
+        assert TanhOutput((-3, 1))(torch.tensor(x)).item() == pytest.approx(lo_hi)
+
+
+@pytest.mark.parametrize("output_range", [[-0.5, 1], [-1, 0.9], [1, -1]])
+def test_output_range_must_cover_the_images(output_range):
+    with pytest.raises(GanforgeError, match=r"output_range=\[" + str(output_range[0])):
+        DCGANGenerator(image_size=16, output_range=output_range)
+
+
+def test_a_wide_range_module_samples_images_in_range_and_trains_on_raw_outputs(make_cfg):
+    """Grids, metrics and the study's scoring read ``generate``/``sample`` (clamped); D's
+    training batches are G's raw outputs, which reach below -1."""
+    module = build_module(
+        make_cfg(*ARCHS["dcgan"], "model.generator.output_range=[-3,1]", "model.ema_kimg=null")
+    )
+    with torch.no_grad():
+        module.generator.net[-2].bias.fill_(-4.0)  # push every pixel towards tanh's -1
+    images, _ = module.sample(8, generator=torch.Generator().manual_seed(0))
+    assert float(images.min()) == -1.0 and float(images.max()) <= 1
+    with torch.no_grad():
+        raw = module.generator(module.fixed_noise[:8])
+    assert float(raw.min()) < -2.5
 
 
 SMALL_DISCRIMINATORS = {

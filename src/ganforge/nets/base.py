@@ -3,12 +3,14 @@ them (cGAN concatenation, the ACGAN head, the projection head) and what D return
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.errors import GanforgeError
 from ganforge.nets.minibatch import check_pack, minibatch_layer, pack
 
 Conditioning = Literal["none", "concat", "acgan", "projection"]
@@ -45,6 +47,39 @@ class LatentWithLabel(nn.Module):
         return torch.cat([z, self.embed(y)], dim=1)
 
 
+class TanhOutput(nn.Module):
+    """An image generator's last activation: tanh stretched to ``output_range`` (lo, hi),
+    ``lo + (hi - lo) * (tanh(x) + 1) / 2``.
+
+    ``[-1, 1]`` (the default) is the plain tanh. ``[-3, 1]`` centres tanh on the images' black
+    level (-1): the DCGAN-TensorFlow code behind the published Stacked MNIST rows trains a
+    plain tanh generator against images scaled to [0, 1], which is this up to an affine map of
+    D's input. Samples are clamped to [-1, 1] when they become images (:func:`as_images`).
+    """
+
+    def __init__(self, output_range: Sequence[float] = (-1.0, 1.0)):
+        super().__init__()
+        lo, hi = (float(v) for v in output_range)
+        if not lo <= -1.0 < 1.0 <= hi:
+            raise GanforgeError(
+                f"model.generator.output_range must reach from -1 or below to 1 or above, the "
+                f"images' range; got output_range={list(output_range)}"
+            )
+        self.output_range = (lo, hi)
+
+    def forward(self, x: Tensor) -> Tensor:
+        lo, hi = self.output_range
+        if (lo, hi) == (-1.0, 1.0):
+            return torch.tanh(x)
+        return lo + (hi - lo) * (torch.tanh(x) + 1) / 2
+
+
+def as_images(generator: nn.Module, out: Tensor) -> Tensor:
+    """``generator``'s output as images in [-1, 1]: clamped when its output range is wider."""
+    lo, hi = getattr(generator, "output_range", (-1.0, 1.0))
+    return out if (lo, hi) == (-1.0, 1.0) else out.clamp(-1.0, 1.0)
+
+
 class Generator(nn.Module):
     """Shared generator set-up: ``latent_dim``, the checked class count and the z+label input.
 
@@ -53,6 +88,8 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, num_classes: int | None, conditioning: str):
         super().__init__()
+        #: (lo, hi) of an image generator's output (:class:`TanhOutput`); None for vectors
+        self.output_range: tuple[float, float] | None = None
         self.latent_dim = latent_dim
         self.num_classes = check_conditioning(conditioning, num_classes)
         self.latent = LatentWithLabel(latent_dim, self.num_classes)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.nets.base import Discriminator, Generator, check_conditioning
+from ganforge.nets.base import Discriminator, Generator, TanhOutput, check_conditioning
 from ganforge.nets.init import apply_spectral_norm, dcgan_init, norm_layer
 
 MIN_SIZE, MAX_SIZE = 16, 256
@@ -75,10 +76,13 @@ class DCGANGenerator(Generator):
         conditioning: str = "none",
         kernel_size: int = 4,
         bottom_size: int = 4,
+        output_range: Sequence[float] = (-1.0, 1.0),
     ):
         stages = check_image_size(image_size, bottom_size=bottom_size)
         k = _check_kernel(kernel_size)
         super().__init__(latent_dim, num_classes, conditioning)
+        out = TanhOutput(output_range)
+        self.output_range = out.output_range
         widths = _widths(base_width, stages, max_width)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(self.latent.out_dim, widths[0], bottom_size, 1, 0, bias=False),
@@ -91,7 +95,7 @@ class DCGANGenerator(Generator):
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(True),
             ]
-        layers += [_up(widths[-1], channels, k), nn.Tanh()]
+        layers += [_up(widths[-1], channels, k), out]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 

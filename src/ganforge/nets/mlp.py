@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganforge.nets.base import Discriminator, Generator, check_conditioning
+from ganforge.nets.base import Discriminator, Generator, TanhOutput, check_conditioning
 from ganforge.nets.init import apply_spectral_norm
 
 
@@ -34,15 +34,18 @@ class MLPGenerator(Generator):
         hidden: Sequence[int] = (1200, 1200),
         num_classes: int | None = None,
         conditioning: str = "none",
+        output_range: Sequence[float] = (-1.0, 1.0),
     ):
         super().__init__(latent_dim, num_classes, conditioning)
+        out = TanhOutput(output_range)
+        self.output_range = out.output_range
         self.shape = (channels, image_size, image_size)
         layers: list[nn.Module] = []
         width = self.latent.out_dim
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(True)]
             width = h
-        layers += [nn.Linear(width, math.prod(self.shape)), nn.Tanh()]
+        layers += [nn.Linear(width, math.prod(self.shape)), out]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.errors import GanforgeError
-from ganforge.nets.base import Discriminator, Generator, check_conditioning
+from ganforge.nets.base import Discriminator, Generator, TanhOutput, check_conditioning
 from ganforge.nets.init import apply_spectral_norm, norm_layer
 
 #: generator widths (multiples of base_width): the 4x4 input, then each up block's output
@@ -115,9 +116,12 @@ class ResNetGenerator(Generator):
         base_width: int = 128,
         num_classes: int | None = None,
         conditioning: str = "none",
+        output_range: Sequence[float] = (-1.0, 1.0),
     ):
         check_resnet_size(image_size)
         super().__init__(latent_dim, num_classes, conditioning)
+        self.tanh = TanhOutput(output_range)
+        self.output_range = self.tanh.output_range
         widths = [m * base_width for m in G_WIDTHS[image_size]]
         self.fc = _xavier(nn.Linear(self.latent.out_dim, 16 * widths[0]))
         self.blocks = nn.Sequential(*(GBlock(a, b) for a, b in itertools.pairwise(widths)))
@@ -127,7 +131,7 @@ class ResNetGenerator(Generator):
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.fc(self.latent(z, y)).unflatten(1, (-1, 4, 4))
-        return self.out(self.blocks(h)).tanh()
+        return self.tanh(self.out(self.blocks(h)))
 
 
 class GlobalSumPool(nn.Module):
