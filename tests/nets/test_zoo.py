@@ -345,6 +345,8 @@ def test_output_range_stretches_tanh_and_images_are_clamped(arch):
     torch.testing.assert_close(b, 2 * a - 1)  # the same net, tanh stretched
     assert float(a.abs().max()) <= 1
     assert as_images(wide, b).min() >= -1 and torch.equal(as_images(plain, a), a)
+    points = torch.full((4, 2), 3.0)  # a toy generator's samples are points, not images
+    assert as_images(VectorGenerator(), points) is points
     for x, lo_hi in ((0.0, -1.0), (50.0, 1.0), (-50.0, -3.0)):
         assert TanhOutput((-3, 1))(torch.tensor(x)).item() == pytest.approx(lo_hi)
 

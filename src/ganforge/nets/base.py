@@ -75,9 +75,10 @@ class TanhOutput(nn.Module):
 
 
 def as_images(generator: nn.Module, out: Tensor) -> Tensor:
-    """``generator``'s output as images in [-1, 1]: clamped when its output range is wider."""
-    lo, hi = getattr(generator, "output_range", (-1.0, 1.0))
-    return out if (lo, hi) == (-1.0, 1.0) else out.clamp(-1.0, 1.0)
+    """``generator``'s output as images in [-1, 1]: clamped when its output range is wider.
+    Vector generators (toy data, ``output_range`` None) pass through."""
+    output_range = getattr(generator, "output_range", None)
+    return out if output_range in (None, (-1.0, 1.0)) else out.clamp(-1.0, 1.0)
 
 
 class Generator(nn.Module):
