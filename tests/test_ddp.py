@@ -143,7 +143,22 @@ def test_ema_update_is_torchs_averaged_model_update() -> None:
 
 
 # ------------------------------------------------------------------ 2 processes
-def test_compiled_conditional_model_with_ema_trains_on_two_processes(tmp_path: Path) -> None:
+#: the Stacked MNIST arm's network options: DCGAN-TensorFlow layout, uniform z, stretched tanh
+TF_ARM = [
+    *(
+        f"model.{n}.{k}"
+        for n in ("generator", "discriminator")
+        for k in ("kernel_size=5", "bottom_size=2")
+    ),
+    "model.latent_prior=uniform",
+    "model.generator.output_range=[-3,1]",
+]
+
+
+@pytest.mark.parametrize("arm", [[], TF_ARM], ids=["default", "tf_arm"])
+def test_compiled_conditional_model_with_ema_trains_on_two_processes(
+    tmp_path: Path, arm: list[str]
+) -> None:
     """The spawn pickling failure: compile happens in each rank, after spawn (configure_model).
     ``aot_eager`` traces G and D through dynamo and AOTAutograd without a C++ compiler."""
     out = train(
@@ -156,6 +171,7 @@ def test_compiled_conditional_model_with_ema_trains_on_two_processes(tmp_path: P
         "+model.fast_path.compile_options.backend=aot_eager",
         "model.ema_decay=0.9",
         "model.conditioning=acgan",
+        *arm,
     )
     text = out.stdout + out.stderr
     assert "MEMBER: 2/2" in text and "2 processes, strategy ddp (spawn" in text
