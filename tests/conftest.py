@@ -30,6 +30,19 @@ TINY_DCGAN = [
     "model.generator.latent_dim=16",
     "model.num_fixed_samples=10",
 ]
+#: the Stacked MNIST study arm's network options (conf/study/mode_collapse.yaml): the
+#: DCGAN-TensorFlow layout, uniform z and that code's pixel ranges (G's tanh centred on black,
+#: D reading [0, 1])
+TF_DCGAN = [
+    *(
+        f"model.{net}.{key}"
+        for net in ("generator", "discriminator")
+        for key in ("kernel_size=5", "bottom_size=2")
+    ),
+    "model.latent_prior=uniform",
+    "model.generator.output_range=[-3,1]",
+    "model.discriminator.input_range=[0,1]",
+]
 #: no progress bar, summary, sample grids, metrics or report: for runs that test something else
 QUIET_RUN = [
     "trainer.enable_progress_bar=false",

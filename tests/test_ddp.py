@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ganforge.build import build_module, load_module
 from ganforge.cli import EXIT_PREEMPTED
 from ganforge.strategy import describe_run
-from tests.conftest import ROOT, run_cli, sigterm_once_training
+from tests.conftest import ROOT, TF_DCGAN, run_cli, sigterm_once_training
 from tests.data.test_files import make_celeba
 
 QUIET = [
@@ -143,19 +143,7 @@ def test_ema_update_is_torchs_averaged_model_update() -> None:
 
 
 # ------------------------------------------------------------------ 2 processes
-#: the Stacked MNIST arm's network options: DCGAN-TensorFlow layout, uniform z, stretched tanh
-TF_ARM = [
-    *(
-        f"model.{n}.{k}"
-        for n in ("generator", "discriminator")
-        for k in ("kernel_size=5", "bottom_size=2")
-    ),
-    "model.latent_prior=uniform",
-    "model.generator.output_range=[-3,1]",
-]
-
-
-@pytest.mark.parametrize("arm", [[], TF_ARM], ids=["default", "tf_arm"])
+@pytest.mark.parametrize("arm", [[], TF_DCGAN], ids=["default", "tf_arm"])
 def test_compiled_conditional_model_with_ema_trains_on_two_processes(
     tmp_path: Path, arm: list[str]
 ) -> None:

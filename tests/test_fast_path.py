@@ -20,6 +20,7 @@ from torch.overrides import TorchFunctionMode
 from ganforge.build import build_module
 from ganforge.config import total_optimizer_steps
 from ganforge.fast_path import FastPath, accepts_fused, is_compiled
+from tests.conftest import TF_DCGAN
 
 TINY = [
     "model.generator.base_width=8",
@@ -96,18 +97,6 @@ def test_gpu_preset_composes_the_fast_path(make_cfg):
     plain = build_module(make_cfg("trainer=cpu"))
     assert not is_compiled(plain.generator)
     assert plain.discriminator.body[2].weight.is_contiguous()
-
-
-#: the Stacked MNIST study arm's DCGAN-TensorFlow layout, output range and uniform prior
-TF_DCGAN = [
-    "model.latent_prior=uniform",
-    "model.generator.output_range=[-3,1]",
-    *(
-        f"model.{net}.{key}"
-        for net in ("generator", "discriminator")
-        for key in ("kernel_size=5", "bottom_size=2")
-    ),
-]
 
 
 @pytest.mark.parametrize("layout", [[], TF_DCGAN], ids=["default", "tf_dcgan_uniform"])

@@ -72,6 +72,7 @@ ADDED_SINCE = [
     ("loss", "n_gen"),
     ("model", "latent_prior"),
     ("model.generator", "output_range"),
+    ("model.discriminator", "input_range"),
     *(
         (f"model.{net}", key)
         for net in ("generator", "discriminator")
@@ -83,9 +84,9 @@ ADDED_SINCE = [
 def test_a_checkpoint_from_before_the_added_keys_resumes_and_says_no_change(
     tmp_path: Path, caplog
 ) -> None:
-    """Checkpoints written before ``loss.n_gen``, ``model.latent_prior`` and DCGAN's
-    ``kernel_size``/``bottom_size`` were added were trained with their defaults: resuming one
-    is not a change of a fixed key (which would refuse the resume)."""
+    """Checkpoints written before ``loss.n_gen``, ``model.latent_prior``, DCGAN's
+    ``kernel_size``/``bottom_size`` and the pixel ranges were added were trained with their
+    defaults: resuming one is not a change of a fixed key (which would refuse the resume)."""
     first = tmp_path / "first"
     train(compose_config([*TINY, "max_g_steps=2"], first))
     last = first / "checkpoints" / "last.ckpt"

@@ -59,6 +59,10 @@ ADDED_KEYS: tuple[tuple[str, str, Any, str | None], ...] = (
         ("model.generator", "output_range", [-1, 1], cls)
         for cls in ("DCGANGenerator", "MLPGenerator", "ResNetGenerator")
     ),
+    *(
+        ("model.discriminator", "input_range", [-1, 1], cls)
+        for cls in ("DCGANDiscriminator", "MLPDiscriminator", "ResNetDiscriminator")
+    ),
 )
 
 

@@ -97,6 +97,10 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
         tuple[float, float],
         "two numbers [lo, hi] with lo <= -1 and hi >= 1, e.g. [-3, 1]",
     ),
+    "model.discriminator.input_range": (
+        tuple[float, float],
+        "two numbers [lo, hi] with lo < hi, e.g. [0, 1]",
+    ),
     "model.discriminator.pack": POSITIVE_INT,
     "model.unrolled_steps": NON_NEGATIVE_INT,
     "model.unrolled_second_order": BOOL,

@@ -392,6 +392,52 @@ def test_spectral_norm_parametrizes_every_discriminator_weight(arch):
     assert not any(parametrize.is_parametrized(m) for m in plain.modules())
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "mlp", "resnet"])
+def test_input_range_rescales_the_images_before_labels_and_packing(arch):
+    """D with input_range [0, 1] judges x exactly as the same D (same weights) judges
+    (x + 1) / 2 with the default range: the images are mapped first, the cGAN label planes
+    stay one-hot, and the packed groups are formed after the map."""
+    make, shape = SMALL_DISCRIMINATORS[arch]
+    kwargs = {"num_classes": 3, "conditioning": "concat", "pack": 2}
+    plain, unit = make(**kwargs).eval(), make(input_range=[0, 1], **kwargs).eval()
+    for net in (plain, unit):  # the same weights, large enough for outputs of order 1
+        torch.manual_seed(1)
+        for param in net.parameters():
+            nn.init.uniform_(param, -0.5, 0.5)
+    assert plain.input_range == (-1.0, 1.0) and unit.input_range == (0.0, 1.0)
+    x, y = torch.rand(4, *shape) * 2 - 1, torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        assert unit(x, y).abs().min() > 1e-3
+        torch.testing.assert_close(unit(x, y), plain((x + 1) / 2, y))
+        assert not torch.allclose(unit(x, y), plain(x, y), atol=1e-4)
+
+
+@pytest.mark.parametrize("input_range", [[1, 0], [0, 0], [0, float("inf")]])
+def test_input_range_must_be_an_interval(input_range):
+    with pytest.raises(GanforgeError, match=r"input_range=\[" + str(input_range[0])):
+        DCGANDiscriminator(image_size=16, input_range=input_range)
+
+
+def test_the_published_stacked_mnist_pixel_ranges_are_two_options():
+    """The DCGAN-TensorFlow code behind the published Stacked MNIST rows feeds D the images
+    divided by 255 and G's plain tanh. ganforge keeps images in [-1, 1]: with
+    ``output_range=[-3, 1]`` and D's ``input_range=[0, 1]`` its D reads the same numbers."""
+    small = {"image_size": 16, "base_width": 2}
+    torch.manual_seed(0)
+    g_published = DCGANGenerator(latent_dim=4, **small)
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=4, output_range=[-3, 1], **small)
+    torch.manual_seed(1)
+    d_published = DCGANDiscriminator(**small)
+    torch.manual_seed(1)
+    d = DCGANDiscriminator(input_range=[0, 1], **small)
+    z = torch.rand(8, 4) * 2 - 1
+    pixels = torch.randint(0, 256, (8, 1, 16, 16)).float()
+    with torch.no_grad():
+        torch.testing.assert_close(d(g(z)), d_published(g_published(z)))
+        torch.testing.assert_close(d(pixels / 127.5 - 1), d_published(pixels / 255))
+
+
 # ---------------------------------------------------------------- DiffAugment
 def _shift(x: Tensor, dx: int, dy: int) -> Tensor:
     """Reference: content moved by (dx, dy) pixels, zeros where nothing moved in."""

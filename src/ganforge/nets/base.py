@@ -3,6 +3,7 @@ them (cGAN concatenation, the ACGAN head, the projection head) and what D return
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -47,14 +48,21 @@ class LatentWithLabel(nn.Module):
         return torch.cat([z, self.embed(y)], dim=1)
 
 
+def rescale(x: Tensor, target: tuple[float, float]) -> Tensor:
+    """``x`` mapped affinely from [-1, 1] (ganforge's pixel range) to ``target`` (lo, hi)."""
+    lo, hi = target
+    return lo + (hi - lo) * (x + 1) / 2
+
+
 class TanhOutput(nn.Module):
     """An image generator's last activation: tanh stretched to ``output_range`` (lo, hi),
     ``lo + (hi - lo) * (tanh(x) + 1) / 2``.
 
     ``[-1, 1]`` (the default) is the plain tanh. ``[-3, 1]`` centres tanh on the images' black
     level (-1): the DCGAN-TensorFlow code behind the published Stacked MNIST rows trains a
-    plain tanh generator against images scaled to [0, 1], which is this up to an affine map of
-    D's input. Samples are clamped to [-1, 1] when they become images (:func:`as_images`).
+    plain tanh generator against images scaled to [0, 1]; with a discriminator that reads
+    [0, 1] (``input_range``, see :class:`Discriminator`) this is that setup exactly. Samples are
+    clamped to [-1, 1] when they become images (:func:`as_images`).
     """
 
     def __init__(self, output_range: Sequence[float] = (-1.0, 1.0)):
@@ -68,10 +76,20 @@ class TanhOutput(nn.Module):
         self.output_range = (lo, hi)
 
     def forward(self, x: Tensor) -> Tensor:
-        lo, hi = self.output_range
-        if (lo, hi) == (-1.0, 1.0):
+        if self.output_range == (-1.0, 1.0):
             return torch.tanh(x)
-        return lo + (hi - lo) * (torch.tanh(x) + 1) / 2
+        return rescale(torch.tanh(x), self.output_range)
+
+
+def check_input_range(input_range: Sequence[float]) -> tuple[float, float]:
+    """Validate ``model.discriminator.input_range`` (finite, lo < hi); return it as floats."""
+    lo, hi = (float(v) for v in input_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise GanforgeError(
+            f"model.discriminator.input_range must be two finite numbers [lo, hi] with lo < hi, "
+            f"e.g. [0, 1]; got input_range={list(input_range)}"
+        )
+    return lo, hi
 
 
 def as_images(generator: nn.Module, out: Tensor) -> Tensor:
@@ -133,8 +151,8 @@ class DiscriminatorHead(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Shared wrapper: optional label planes at the input, PacGAN packing, a feature body, an
-    optional minibatch layer, then the head.
+    """Shared wrapper: the images' pixel range, optional label planes at the input, PacGAN
+    packing, a feature body, an optional minibatch layer, then the head.
 
     Args:
         body: maps the (packed) input to features ``(B / pack, features)``; its first layer
@@ -153,8 +171,10 @@ class Discriminator(nn.Module):
         conditioning: str,
         minibatch: str | dict | None = None,
         pack: int = 1,
+        input_range: Sequence[float] = (-1.0, 1.0),
     ):
         super().__init__()
+        self.input_range = check_input_range(input_range)
         self.num_classes = num_classes
         self.conditioning = conditioning
         self.pack = check_pack(pack, conditioning)
@@ -165,6 +185,8 @@ class Discriminator(nn.Module):
         self.head = DiscriminatorHead(features, num_classes, conditioning)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        if self.input_range != (-1.0, 1.0):
+            x = rescale(x, self.input_range)
         if self.conditioning == "concat":
             if y is None:
                 raise ValueError("a cGAN discriminator needs labels y")

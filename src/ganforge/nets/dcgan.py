@@ -125,6 +125,7 @@ class DCGANDiscriminator(Discriminator):
         pack: int = 1,
         kernel_size: int = 4,
         bottom_size: int = 4,
+        input_range: Sequence[float] = (-1.0, 1.0),
     ):
         stages = check_image_size(image_size, bottom_size=bottom_size)
         ks = _check_kernel(kernel_size)
@@ -140,7 +141,9 @@ class DCGANDiscriminator(Discriminator):
             ]
         layers.append(nn.Flatten())
         features = widths[-1] * bottom_size**2
-        super().__init__(nn.Sequential(*layers), features, k, conditioning, minibatch, pack)
+        super().__init__(
+            nn.Sequential(*layers), features, k, conditioning, minibatch, pack, input_range
+        )
         self.norm = norm
         dcgan_init(self)
         if spectral_norm:

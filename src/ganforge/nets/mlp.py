@@ -71,6 +71,7 @@ class MLPDiscriminator(Discriminator):
         conditioning: str = "none",
         minibatch: str | dict | None = None,
         pack: int = 1,
+        input_range: Sequence[float] = (-1.0, 1.0),
     ):
         k = check_conditioning(conditioning, num_classes)
         width = (channels * image_size**2 + (k if conditioning == "concat" else 0)) * pack
@@ -78,7 +79,9 @@ class MLPDiscriminator(Discriminator):
         for h in hidden:
             layers += [Maxout(width, h, pieces), nn.Dropout(dropout)]
             width = h
-        super().__init__(nn.Sequential(*layers), width, k, conditioning, minibatch, pack)
+        super().__init__(
+            nn.Sequential(*layers), width, k, conditioning, minibatch, pack, input_range
+        )
         if spectral_norm:
             apply_spectral_norm(self)
 

@@ -158,6 +158,7 @@ class ResNetDiscriminator(Discriminator):
         conditioning: str = "none",
         minibatch: str | dict | None = None,
         pack: int = 1,
+        input_range: Sequence[float] = (-1.0, 1.0),
     ):
         check_resnet_size(image_size)
         k = check_conditioning(conditioning, num_classes)
@@ -167,7 +168,13 @@ class ResNetDiscriminator(Discriminator):
             blocks.append(DBlock(width, mult * base_width, down, first=i == 0, norm=norm))
             width = mult * base_width
         super().__init__(
-            nn.Sequential(*blocks, GlobalSumPool()), width, k, conditioning, minibatch, pack
+            nn.Sequential(*blocks, GlobalSumPool()),
+            width,
+            k,
+            conditioning,
+            minibatch,
+            pack,
+            input_range,
         )
         self.norm = norm
         _xavier(self.head.linear)
