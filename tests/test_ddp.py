@@ -10,6 +10,7 @@ toy-mixture multirun with ``loss=wgan_gp``; errors from the headline command. Re
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
@@ -143,12 +145,28 @@ def test_ema_update_is_torchs_averaged_model_update() -> None:
 
 
 # ------------------------------------------------------------------ 2 processes
+class RecordNumerics(L.Callback):
+    """Writes the float settings a rank trains with to ``folder/rank<N>.json``."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        settings = {
+            "precision": torch.get_float32_matmul_precision(),
+            "flushed": float(torch.tensor(1e-30) * torch.tensor(1e-9)) == 0.0,
+        }
+        Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(settings))
+
+
 @pytest.mark.parametrize("arm", [[], TF_DCGAN], ids=["default", "tf_arm"])
 def test_compiled_conditional_model_with_ema_trains_on_two_processes(
     tmp_path: Path, arm: list[str]
 ) -> None:
     """The spawn pickling failure: compile happens in each rank, after spawn (configure_model).
-    ``aot_eager`` traces G and D through dynamo and AOTAutograd without a C++ compiler."""
+    ``aot_eager`` traces G and D through dynamo and AOTAutograd without a C++ compiler.
+    Each rank trains with the run's float settings (``trainer=gpu``'s TF32 precision and the
+    default flushing of denormals), which torch keeps per process."""
     out = train(
         tmp_path,
         *QUIET,
@@ -159,8 +177,15 @@ def test_compiled_conditional_model_with_ema_trains_on_two_processes(
         "+model.fast_path.compile_options.backend=aot_eager",
         "model.ema_decay=0.9",
         "model.conditioning=acgan",
+        "float32_matmul_precision=high",
+        f"+callbacks.numerics._target_={__name__}.RecordNumerics",
+        f"+callbacks.numerics.folder={tmp_path}",
         *arm,
+        PYTHONPATH=str(ROOT),
     )
+    for rank in (0, 1):
+        settings = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert settings == {"precision": "high", "flushed": True}, rank
     text = out.stdout + out.stderr
     assert "MEMBER: 2/2" in text and "2 processes, strategy ddp (spawn" in text
     assert "running it eagerly" not in text  # no compile fallback in any rank

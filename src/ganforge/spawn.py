@@ -1,4 +1,5 @@
-"""Spawned DDP ranks whose user errors end the job as one line, as in a single process.
+"""Spawned DDP ranks whose user errors end the job as one line, as in a single process, and
+which run with the parent's float settings (:mod:`ganforge.numerics`).
 
 Lightning's spawn launcher runs each rank in a child process; an exception there reaches the
 parent only as text, a :class:`torch.multiprocessing.ProcessRaisedException` holding the child's
@@ -36,6 +37,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
+from ganforge import numerics
 from ganforge.cli import EXIT_PREEMPTED, _message, _user_error
 from ganforge.errors import GanforgeError
 
@@ -57,6 +59,7 @@ class UserErrorLauncher(_MultiProcessingLauncher):
 
     def launch(self, function: Any, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
         self._user_errors = mp.get_context(self._start_method).SimpleQueue()
+        self._numerics = numerics.current()
         previous = self._forward_signals()
         try:
             return super().launch(function, *args, trainer=trainer, **kwargs)
@@ -91,6 +94,7 @@ class UserErrorLauncher(_MultiProcessingLauncher):
         return previous
 
     def _wrapping_function(self, process_idx: int, *args: Any, **kwargs: Any) -> None:
+        self._numerics.apply()
         try:
             super()._wrapping_function(process_idx, *args, **kwargs)
         except SIGTERMException:
