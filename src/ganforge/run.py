@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,7 +17,6 @@ from ganforge.build import build_module
 from ganforge.callbacks.preemption import Preemption
 from ganforge.checkpoint import resume_path
 from ganforge.config import instantiate_list
-from ganforge.numerics import Numerics
 from ganforge.prespawn import check_before_spawn
 from ganforge.resume import resume_wandb
 from ganforge.resume_changes import ApplyResumeChanges, Change, check_resume_config
@@ -46,7 +46,8 @@ def train(cfg: DictConfig) -> float | None:
     """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    Numerics.from_config(cfg).apply()
+    if cfg.get("float32_matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     datamodule, module = _data_and_module(cfg)
     ckpt_path, changes = _resume(cfg, module)
     callbacks = _callbacks(cfg, datamodule, changes)

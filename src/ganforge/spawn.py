@@ -1,5 +1,5 @@
 """Spawned DDP ranks whose user errors end the job as one line, as in a single process, and
-which run with the parent's float settings (:mod:`ganforge.numerics`).
+which run with the parent's float32 matmul precision.
 
 Lightning's spawn launcher runs each rank in a child process; an exception there reaches the
 parent only as text, a :class:`torch.multiprocessing.ProcessRaisedException` holding the child's
@@ -31,13 +31,13 @@ import threading
 from types import FrameType
 from typing import Any
 
+import torch
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
-from ganforge import numerics
 from ganforge.cli import EXIT_PREEMPTED, _message, _user_error
 from ganforge.errors import GanforgeError
 
@@ -59,7 +59,9 @@ class UserErrorLauncher(_MultiProcessingLauncher):
 
     def launch(self, function: Any, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
         self._user_errors = mp.get_context(self._start_method).SimpleQueue()
-        self._numerics = numerics.current()
+        # torch keeps it per process, and Lightning carries only the deterministic flags and
+        # RNG states into the ranks: without this, trainer=gpu's TF32 would stop at the parent
+        self._matmul_precision = torch.get_float32_matmul_precision()
         previous = self._forward_signals()
         try:
             return super().launch(function, *args, trainer=trainer, **kwargs)
@@ -94,7 +96,7 @@ class UserErrorLauncher(_MultiProcessingLauncher):
         return previous
 
     def _wrapping_function(self, process_idx: int, *args: Any, **kwargs: Any) -> None:
-        self._numerics.apply()
+        torch.set_float32_matmul_precision(self._matmul_precision)
         try:
             super()._wrapping_function(process_idx, *args, **kwargs)
         except SIGTERMException:

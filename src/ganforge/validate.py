@@ -58,7 +58,6 @@ _METRICS = {
 
 TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "seed": SEED,
-    "flush_denormal": BOOL,
     "max_g_steps": STEPS,
     "data.batch_size": POSITIVE_INT,
     "data.image_size": POSITIVE_INT,
