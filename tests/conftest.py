@@ -32,7 +32,7 @@ TINY_DCGAN = [
 ]
 #: the Stacked MNIST study arm's network options (conf/study/mode_collapse.yaml): the
 #: DCGAN-TensorFlow layout, uniform z and that code's pixel ranges (G's tanh centred on black,
-#: D reading [0, 1])
+#: D reading [0, 1]) on that code's 28x28 images (an odd 7x7 side on the way down to 2x2)
 TF_DCGAN = [
     *(
         f"model.{net}.{key}"
@@ -42,6 +42,7 @@ TF_DCGAN = [
     "model.latent_prior=uniform",
     "model.generator.output_range=[-3,1]",
     "model.discriminator.input_range=[0,1]",
+    "data.image_size=28",
 ]
 #: no progress bar, summary, sample grids, metrics or report: for runs that test something else
 QUIET_RUN = [

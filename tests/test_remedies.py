@@ -525,6 +525,7 @@ def test_stacked_mnist_batches_hold_64_packed_samples(tmp_path, variant, images)
     assert cfg.data.batch_size == images
     assert cfg.data.batch_size // cfg.model.discriminator.pack == 64
     assert cfg.model.latent_prior == "uniform" and cfg.model.generator.bottom_size == 2
+    assert cfg.data.image_size == 28  # the published code's digits, not resized
 
 
 def test_mode_collapse_study_scores_stacked_mnist(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from functools import partial
 from types import SimpleNamespace
 
@@ -284,6 +285,62 @@ def test_dcgan_tensorflow_shape_goes_down_to_2x2_with_5x5_kernels():
     assert _feature_sizes(default, images, nn.Conv2d)[-1] == (256, 4, 4)
 
 
+def test_dcgan_tensorflow_shape_at_28x28_matches_the_published_sides():
+    """The published Stacked MNIST code's 28x28 digits: DCGAN-TensorFlow sizes each stage with
+    ``ceil(size / stride)`` (28, 14, 7, 4, 2); G and D take exactly those sides, 7 included."""
+    shape = {"channels": 3, "image_size": 28, "base_width": 64, "kernel_size": 5, "bottom_size": 2}
+    g, d = DCGANGenerator(**shape), DCGANDiscriminator(**shape)
+    published = [math.ceil(28 / 2**i) for i in range(5)]
+    assert published == [28, 14, 7, 4, 2]
+    images = g(torch.rand(4, 100) * 2 - 1)
+    assert images.shape == (4, 3, 28, 28)
+    assert _feature_sizes(g, torch.randn(4, 100), nn.ConvTranspose2d) == [
+        (512, 2, 2), (256, 4, 4), (128, 7, 7), (64, 14, 14), (3, 28, 28)
+    ]  # fmt: skip
+    assert [s[-1] for s in _feature_sizes(d, images, nn.Conv2d)] == published[1:]
+    assert d.head.linear.in_features == 512 * 2 * 2
+    at32 = {**shape, "image_size": 32}
+    for net, net32 in ((g, DCGANGenerator(**at32)), (d, DCGANDiscriminator(**at32))):
+        assert net.state_dict().keys() == net32.state_dict().keys()
+        assert sum(p.numel() for p in net.parameters()) == sum(
+            p.numel() for p in net32.parameters()
+        )  # the same weights: only the feature maps are smaller
+
+
+@pytest.mark.parametrize(("kernel_size", "bottom_size"), [(3, 1), (4, 2), (5, 2), (5, 4), (7, 4)])
+def test_dcgan_builds_every_size_that_halves_to_its_bottom(kernel_size, bottom_size):
+    """Every size from 16 to 40 either builds, with G's sides doubling (or doubling less one)
+    to exactly that size and D retracing them, or fails naming the size and the sizes that
+    work; odd kernels reach more sizes than even ones."""
+    built = []
+    for size in range(16, 41):
+        shape = {"image_size": size, "base_width": 2, "kernel_size": kernel_size}
+        try:
+            g = DCGANGenerator(latent_dim=4, bottom_size=bottom_size, **shape)
+        except ValueError as err:
+            assert f"image_size={size}:" in str(err) and "Set data.image_size" in str(err)
+            with pytest.raises(ValueError, match=f"image_size={size}:"):
+                DCGANDiscriminator(bottom_size=bottom_size, **shape)
+            continue
+        d = DCGANDiscriminator(bottom_size=bottom_size, **shape)
+        sides = [s[-1] for s in _feature_sizes(g, torch.randn(2, 4), nn.ConvTranspose2d)]
+        assert sides[0] == bottom_size and sides[-1] == size
+        assert all(b in (2 * a, 2 * a - 1) for a, b in itertools.pairwise(sides))
+        images = g(torch.randn(2, 4))
+        assert [s[-1] for s in _feature_sizes(d, images, nn.Conv2d)] == sides[-2::-1]
+        assert d(images).shape == (2,)
+        built.append(size)
+    # rounding up, s halvings take exactly the sides in ((bottom - 1) 2^s, bottom 2^s] to the
+    # bottom; an even kernel only halves even sides, so only bottom 2^s itself
+    stages = [2**s for s in range(1, 7)]
+    reach = [range((bottom_size - 1) * m + 1, bottom_size * m + 1) for m in stages]
+    expected = [n for n in range(16, 41) if any(n in r for r in reach)]
+    if kernel_size % 2 == 0:
+        expected = [n for n in expected if n in (bottom_size * m for m in stages)]
+    assert built == expected
+    assert (28 in built) == (kernel_size % 2 == 1)
+
+
 @pytest.mark.parametrize("kernel_size", [3, 4, 5, 6, 7])
 @pytest.mark.parametrize("bottom_size", [1, 2, 4])
 def test_dcgan_stages_halve_and_double_exactly_for_any_kernel(kernel_size, bottom_size):
@@ -300,12 +357,21 @@ def test_dcgan_stages_halve_and_double_exactly_for_any_kernel(kernel_size, botto
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [("bottom_size", 3, "bottom_size=3"), ("bottom_size", 8, "bottom_size=8"),
-     ("kernel_size", 1, "kernel_size >= 2, got 1")],
+     ("kernel_size", 1, "kernel_size >= 2, got 1"),
+     ("image_size", 28, r"image_size=28: its side 7 is odd, which needs an odd kernel_size "
+      r"\(got 4\)\. Set data.image_size to one of 16, 32, 64, 128, 256"),
+     ("image_size", 24, r"image_size=24: halving it \(24, 12, 6, 3\) misses bottom_size=4"),
+     ("image_size", 512, "image_size=512: it builds images of 16 to 256 pixels")],
 )  # fmt: skip
 def test_dcgan_rejects_shape_options_naming_the_value(option, value, message):
     for net in (DCGANGenerator, DCGANDiscriminator):
         with pytest.raises(ValueError, match=message):
-            net(image_size=32, **{option: value})
+            net(**{"image_size": 32, option: value})
+
+
+def test_dcgan_size_error_lists_the_sizes_odd_kernels_reach():
+    with pytest.raises(ValueError, match="one of 16, 25-32, 49-64, 97-128, 193-256 "):
+        DCGANGenerator(image_size=24, kernel_size=5)
 
 
 def test_the_default_dcgan_keeps_its_layout_and_parameter_count():

@@ -35,7 +35,7 @@ def check_resnet_size(image_size: int) -> None:
         raise GanforgeError(
             f"model=resnet builds {sorted(G_WIDTHS)} pixel images; got "
             f"data.image_size={image_size}. Set data.image_size=32 or 64, or use model=dcgan "
-            "(any power of two from 16 to 256)."
+            "(16 to 256 pixels)."
         )
 
 
